@@ -1,0 +1,48 @@
+// kvmconf: the command line. One file per verb beside this one; this file only dispatches.
+
+import { EXIT_USAGE } from './usage.ts'
+
+interface Verb {
+  summary: string
+  run(argv: string[]): Promise<number>
+}
+
+const VERBS: Record<string, () => Promise<Verb>> = {
+  run: async () => (await import('./run.ts')).runVerb,
+  caps: async () => (await import('./caps.ts')).capsVerb,
+}
+
+const SUMMARIES: Record<string, string> = {
+  run: 'run the conformance suites on a backend and summarise the results',
+  caps: "print a backend's capability table",
+}
+
+function help(): string {
+  const lines = [
+    'Usage: kvmconf <command> [options]',
+    '',
+    'Conformance tests for the Linux KVM memory APIs behind post-copy live migration.',
+    '',
+    'Commands:',
+    ...Object.keys(VERBS).map((v) => `  ${v.padEnd(10)} ${SUMMARIES[v] ?? ''}`),
+    '',
+    "Run 'kvmconf <command> --help' for a command's options.",
+  ]
+  return lines.join('\n') + '\n'
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const [verb, ...rest] = argv
+  if (verb === undefined || verb === '--help' || verb === '-h' || verb === 'help') {
+    process.stdout.write(help())
+    return verb === undefined ? EXIT_USAGE : 0
+  }
+  const load = VERBS[verb]
+  if (load === undefined) {
+    process.stderr.write(`kvmconf: unknown command '${verb}' (see 'kvmconf --help')\n`)
+    return EXIT_USAGE
+  }
+  return (await load()).run(rest)
+}
+
+export type { Verb }
