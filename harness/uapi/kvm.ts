@@ -1,4 +1,5 @@
-// Constants of include/uapi/linux/kvm.h and arch/x86/include/uapi/asm/kvm.h (upstream, 6.18).
+// Constants of include/uapi/linux/kvm.h and arch/x86/include/uapi/asm/kvm.h: upstream 6.18, plus the
+// capability numbers allocated after it (245..247) so that `kvmconf caps` can name them on newer kernels.
 // Spelled as the kernel spells them. Source: shared/reference/upstream-selftests.md §0.3 and §G.
 // The KVM Userfault series' values are not here: they collide with upstream ones and live in series.ts.
 
@@ -86,7 +87,7 @@ export const KVM_SET_USER_MEMORY_REGION_V1_FLAGS = KVM_MEM_LOG_DIRTY_PAGES | KVM
 
 /** x86: KVM_ADDRESS_SPACE_NUM with SMM (address space 1 is SMRAM); VMs with private memory have one. */
 export const KVM_MAX_NR_ADDRESS_SPACES = 2
-/** x86: SHRT_MAX minus the three private slots (KVM_PRIVATE_MEM_SLOTS). */
+/** x86: SHRT_MAX minus the three internal slots (KVM_INTERNAL_MEM_SLOTS, once KVM_PRIVATE_MEM_SLOTS). */
 export const KVM_USER_MEM_SLOTS = 32764
 /** Generic: memslots are limited to 2^31 - 1 pages so dirty bitmaps index with an int. */
 export const KVM_MEM_MAX_NR_PAGES = 2 ** 31 - 1
