@@ -38,7 +38,7 @@ const flagSetName = (flags: bigint) =>
 
 /** A VM of `type` whose guest_memfd supports `flags`, or a skip saying why not. */
 async function vmWithGmemFlags(t: GateContext, type: number, flags: bigint): Promise<Vm> {
-  await requires(t, { cap: KVM_CAP_GUEST_MEMFD }, { vmType: type })
+  await requires({ kvm, skip }, { cap: KVM_CAP_GUEST_MEMFD }, { vmType: type })
   const vm = await t.kvm.createVm({ type })
   const supported = BigInt(await vm.checkExtension(KVM_CAP_GUEST_MEMFD_FLAGS))
   requireThat(
@@ -51,7 +51,7 @@ async function vmWithGmemFlags(t: GateContext, type: number, flags: bigint): Pro
 
 /** upstream gmem_test(): a fresh 4-page guest_memfd with `flags`. */
 async function gmemTest(t: GateContext, type: number, flags: bigint): Promise<{ vm: Vm; gmem: GuestMemfd }> {
-  const vm = await vmWithGmemFlags(t, type, flags)
+  const vm = await vmWithGmemFlags({ kvm, skip }, type, flags)
   const gmem = await vm.createGuestMemfd({ size: totalSize, flags })
   return { vm, gmem }
 }
@@ -82,8 +82,8 @@ const FLAG_SETS = [0n, GUEST_MEMFD_FLAG_MMAP, GUEST_MEMFD_FLAG_MMAP | GUEST_MEMF
 describe('guest_memfd_test', () => {
   for (const type of VM_TYPES) {
     describe(vmTypeName(type), () => {
-      test('test_guest_memfd_flags', async (t) => {
-        const vm = await vmWithGmemFlags(t, type, 0n)
+      test('test_guest_memfd_flags', async ({ kvm, skip }) => {
+        const vm = await vmWithGmemFlags({ kvm, skip }, type, 0n)
         const supported = BigInt(await vm.checkExtension(KVM_CAP_GUEST_MEMFD_FLAGS))
         for (let bit = 0n; bit < 64n; bit++) {
           const flag = 1n << bit
@@ -102,8 +102,8 @@ describe('guest_memfd_test', () => {
         const shared = (flags & GUEST_MEMFD_FLAG_INIT_SHARED) !== 0n
 
         describe(`flags=${flagSetName(flags)}`, () => {
-          test('test_create_guest_memfd_multiple', async (t) => {
-            const vm = await vmWithGmemFlags(t, type, flags)
+          test('test_create_guest_memfd_multiple', async ({ kvm, skip }) => {
+            const vm = await vmWithGmemFlags({ kvm, skip }, type, flags)
             const fd1 = await vm.createGuestMemfd({ size: page, flags })
             const st1 = await fd1.stat()
             expect(st1.size, 'size of the first guest_memfd').toBe(BigInt(page))
@@ -115,15 +115,15 @@ describe('guest_memfd_test', () => {
             expect(st1.ino, 'two guest_memfd files share an inode').not.toBe(st2.ino)
           })
 
-          test('test_create_guest_memfd_invalid_sizes', async (t) => {
-            const vm = await vmWithGmemFlags(t, type, flags)
+          test('test_create_guest_memfd_invalid_sizes', async ({ kvm, skip }) => {
+            const vm = await vmWithGmemFlags({ kvm, skip }, type, flags)
             for (let size = 1; size < page; size++) {
               await expectErrno(vm.createGuestMemfd({ size, flags }), 'EINVAL', `KVM_CREATE_GUEST_MEMFD of size ${size}`)
             }
           })
 
-          test('test_file_read_write', async (t) => {
-            const { gmem } = await gmemTest(t, type, flags)
+          test('test_file_read_write', async ({ kvm, skip }) => {
+            const { gmem } = await gmemTest({ kvm, skip }, type, flags)
             const buf = new Uint8Array(64)
             await expectRefused(gmem.read(buf.length), 'read()')
             await expectRefused(gmem.write(buf), 'write()')
@@ -132,8 +132,8 @@ describe('guest_memfd_test', () => {
           })
 
           if (mmap && shared) {
-            test('test_mmap_supported', async (t) => {
-              const { gmem } = await gmemTest(t, type, flags)
+            test('test_mmap_supported', async ({ kvm, skip }) => {
+              const { gmem } = await gmemTest({ kvm, skip }, type, flags)
               const mem = await expectOk(gmem.mmap({ length: totalSize }), 'mmap(MAP_SHARED) of guest_memfd')
               await mem.fill(0, totalSize, 0xaa)
               expect(await mem.findMismatch(0, totalSize, 0xaa), 'first byte not 0xaa').toBe(-1n)
@@ -146,8 +146,8 @@ describe('guest_memfd_test', () => {
               expect(await mem.findMismatch(0, totalSize, 0xaa), 'first byte not 0xaa after refill').toBe(-1n)
             })
 
-            test('test_fault_overflow', async (t) => {
-              const { gmem } = await gmemTest(t, type, flags)
+            test('test_fault_overflow', async ({ kvm, skip }) => {
+              const { gmem } = await gmemTest({ kvm, skip }, type, flags)
               const mapSize = totalSize * 4
               const mem = await gmem.mmap({ length: mapSize })
               // Writing the whole mapping runs off the end of the file.
@@ -157,8 +157,8 @@ describe('guest_memfd_test', () => {
               expect(await mem.findMismatch(0, totalSize, 0xaa), 'first byte within the file not 0xaa').toBe(-1n)
             })
 
-            test('test_collapse', async (t) => {
-              const vm = await vmWithGmemFlags(t, type, flags)
+            test('test_collapse', async ({ kvm, skip }) => {
+              const vm = await vmWithGmemFlags({ kvm, skip }, type, flags)
               const gmem = await vm.createGuestMemfd({ size: PMD_SIZE, flags })
               const mem = await gmem.mmap({ length: PMD_SIZE, align: PMD_SIZE })
               for (let off = 0; off < PMD_SIZE; off += page) await mem.read(off, 1)
@@ -171,8 +171,8 @@ describe('guest_memfd_test', () => {
           }
 
           if (mmap && !shared) {
-            test('test_fault_private', async (t) => {
-              const { gmem } = await gmemTest(t, type, flags)
+            test('test_fault_private', async ({ kvm, skip }) => {
+              const { gmem } = await gmemTest({ kvm, skip }, type, flags)
               const mem = await expectOk(gmem.mmap({ length: totalSize }), 'mmap of private guest_memfd')
               // Memory created without INIT_SHARED is private: no byte of it is accessible to the host.
               for (let off = 0; off < totalSize; off += page) {
@@ -182,27 +182,27 @@ describe('guest_memfd_test', () => {
           }
 
           if (mmap) {
-            test('test_mmap_cow', async (t) => {
-              const { gmem } = await gmemTest(t, type, flags)
+            test('test_mmap_cow', async ({ kvm, skip }) => {
+              const { gmem } = await gmemTest({ kvm, skip }, type, flags)
               await expectErrno(gmem.mmap({ length: totalSize, shared: false }), 'EINVAL', 'mmap(MAP_PRIVATE) of guest_memfd')
             })
           } else {
-            test('test_mmap_not_supported', async (t) => {
-              const { gmem } = await gmemTest(t, type, flags)
+            test('test_mmap_not_supported', async ({ kvm, skip }) => {
+              const { gmem } = await gmemTest({ kvm, skip }, type, flags)
               await expectErrno(gmem.mmap({ length: page }), 'ENODEV', 'mmap of one page of guest_memfd without MMAP')
               await expectErrno(gmem.mmap({ length: totalSize }), 'ENODEV', 'mmap of guest_memfd without MMAP')
             })
           }
 
-          test('test_file_size', async (t) => {
-            const { gmem } = await gmemTest(t, type, flags)
+          test('test_file_size', async ({ kvm, skip }) => {
+            const { gmem } = await gmemTest({ kvm, skip }, type, flags)
             const st = await gmem.stat()
             expect(st.size, 'st_size').toBe(BigInt(totalSize))
             expect(st.blockSize, 'st_blksize').toBe(page)
           })
 
-          test('test_fallocate', async (t) => {
-            const { gmem } = await gmemTest(t, type, flags)
+          test('test_fallocate', async ({ kvm, skip }) => {
+            const { gmem } = await gmemTest({ kvm, skip }, type, flags)
             const keep = FALLOC_FL_KEEP_SIZE
             await expectOk(gmem.fallocate(keep, 0, totalSize), 'fallocate [0, total)')
             await expectErrno(gmem.fallocate(PUNCH, page - 1, page), 'EINVAL', 'punch at unaligned offset page-1')
@@ -215,8 +215,8 @@ describe('guest_memfd_test', () => {
             await expectOk(gmem.fallocate(keep, page, page), 're-allocating the hole')
           })
 
-          test('test_invalid_punch_hole', async (t) => {
-            const { gmem } = await gmemTest(t, type, flags)
+          test('test_invalid_punch_hole', async ({ kvm, skip }) => {
+            const { gmem } = await gmemTest({ kvm, skip }, type, flags)
             const cases: [number, number][] = [
               [0, 1], [0, page - 1], [0, page + 1],
               [1, 1], [1, page - 1], [1, page], [1, page + 1],
@@ -235,9 +235,9 @@ describe('guest_memfd_test', () => {
 // The v6.8 test, where it differs from today's: its flags loop started at 0 and never ran; the fixed
 // loop checks every single-bit flag the backend does not report in KVM_CAP_GUEST_MEMFD_FLAGS.
 describe('guest_memfd_test (v6.8)', () => {
-  test('test_create_guest_memfd_invalid', async (t) => {
-    await requires(t, { cap: KVM_CAP_GUEST_MEMFD })
-    const vm = await t.kvm.createVm()
+  test('test_create_guest_memfd_invalid', async ({ kvm, skip }) => {
+    await requires({ kvm, skip }, { cap: KVM_CAP_GUEST_MEMFD })
+    const vm = await kvm.createVm()
     for (let size = 1; size < page; size++) {
       await expectErrno(vm.createGuestMemfd({ size }), 'EINVAL', `KVM_CREATE_GUEST_MEMFD of size ${size}`)
     }
@@ -249,9 +249,9 @@ describe('guest_memfd_test (v6.8)', () => {
     }
   })
 
-  test('test_mmap', async (t) => {
-    await requires(t, { cap: KVM_CAP_GUEST_MEMFD })
-    const vm = await t.kvm.createVm()
+  test('test_mmap', async ({ kvm, skip }) => {
+    await requires({ kvm, skip }, { cap: KVM_CAP_GUEST_MEMFD })
+    const vm = await kvm.createVm()
     const gmem = await vm.createGuestMemfd({ size: totalSize })
     // 6.8 had no GUEST_MEMFD_FLAG_MMAP: a guest_memfd created without flags is still not mappable.
     await expectRefused(gmem.mmap({ length: page }), 'mmap(MAP_SHARED)')

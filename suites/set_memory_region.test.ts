@@ -110,9 +110,8 @@ describe('set_memory_region_test', () => {
     )
   })
 
-  test('test_add_private_memory_region', async (t) => {
-    const { kvm } = t
-    await requires(t, { cap: KVM_CAP_GUEST_MEMFD }, { vmType: KVM_X86_SW_PROTECTED_VM })
+  test('test_add_private_memory_region', async ({ kvm, skip }) => {
+    await requires({ kvm, skip }, { cap: KVM_CAP_GUEST_MEMFD }, { vmType: KVM_X86_SW_PROTECTED_VM })
 
     const vm = await kvm.createVm({ type: KVM_X86_SW_PROTECTED_VM })
     const region = {
@@ -149,9 +148,8 @@ describe('set_memory_region_test', () => {
     await expectOk(bind(gmem.fd, 0), 'binding guest_memfd at offset 0')
   })
 
-  test('test_add_overlapping_private_memory_regions', async (t) => {
-    const { kvm } = t
-    await requires(t, { cap: KVM_CAP_GUEST_MEMFD }, { vmType: KVM_X86_SW_PROTECTED_VM })
+  test('test_add_overlapping_private_memory_regions', async ({ kvm, skip }) => {
+    await requires({ kvm, skip }, { cap: KVM_CAP_GUEST_MEMFD }, { vmType: KVM_X86_SW_PROTECTED_VM })
 
     const vm = await kvm.createVm({ type: KVM_X86_SW_PROTECTED_VM })
     const gmem = await vm.createGuestMemfd({ size: MEM_REGION_SIZE * 4 })
