@@ -38,7 +38,7 @@ const flagSetName = (flags: bigint) =>
 
 /** A VM of `type` whose guest_memfd supports `flags`, or a skip saying why not. */
 async function vmWithGmemFlags(t: GateContext, type: number, flags: bigint): Promise<Vm> {
-  await requires({ kvm, skip }, { cap: KVM_CAP_GUEST_MEMFD }, { vmType: type })
+  await requires(t, { cap: KVM_CAP_GUEST_MEMFD }, { vmType: type })
   const vm = await t.kvm.createVm({ type })
   const supported = BigInt(await vm.checkExtension(KVM_CAP_GUEST_MEMFD_FLAGS))
   requireThat(
@@ -51,7 +51,7 @@ async function vmWithGmemFlags(t: GateContext, type: number, flags: bigint): Pro
 
 /** upstream gmem_test(): a fresh 4-page guest_memfd with `flags`. */
 async function gmemTest(t: GateContext, type: number, flags: bigint): Promise<{ vm: Vm; gmem: GuestMemfd }> {
-  const vm = await vmWithGmemFlags({ kvm, skip }, type, flags)
+  const vm = await vmWithGmemFlags(t, type, flags)
   const gmem = await vm.createGuestMemfd({ size: totalSize, flags })
   return { vm, gmem }
 }
