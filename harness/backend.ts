@@ -62,8 +62,12 @@ export interface Backend {
   checkExtension(cap: number): Promise<number>
   /** KVM_CREATE_VM with the machine type (x86: `KVM_X86_*_VM`). */
   createVm(opts?: { type?: number }): Promise<Vm>
-  /** mmap(2) host memory of the given backing. Shared backings carry the memfd behind them. */
-  mmap(opts: { size: U64In; backing: Backing }): Promise<HostMapping>
+  /**
+   * mmap(2) host memory of the given backing. Shared backings carry the memfd behind them.
+   * `noreserve` adds MAP_NORESERVE: upstream maps KVM_CAP_NR_MEMSLOTS × 2 MiB (64 GiB) that way, which
+   * the kernel's overcommit heuristic refuses otherwise.
+   */
+  mmap(opts: { size: U64In; backing: Backing; noreserve?: boolean }): Promise<HostMapping>
   /**
    * A userfault bitmap for a memslot of `npages` pages (KVM Userfault series, §F.3): an array of 64-bit
    * words in host memory that KVM reads and the test writes.

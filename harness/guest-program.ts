@@ -63,6 +63,18 @@ export type GuestStep =
   /** Halt: the host sees a `hlt` exit; re-entering runs the next step. */
   | { op: 'hlt' }
 
+/**
+ * The boot memslot: where every backend keeps a program's code, stack and page tables. The first
+ * loadProgram of a VM creates memslot 0 at GPA 0 over BOOT_SLOT_SIZE bytes of anonymous host memory, as
+ * upstream kvm_util keeps code and page tables in slot 0; tests that run vCPUs leave slot 0 and the first
+ * 2 MiB of guest physical memory alone (test_delete_memory_region deletes it on purpose, to kill the guest).
+ */
+export const BOOT_SLOT = 0
+export const BOOT_SLOT_GPA = 0n
+export const BOOT_SLOT_SIZE = 0x20_0000
+/** Guest virtual = guest physical for [0, IDENTITY_MAP_END): every gva a program names lies below it. */
+export const IDENTITY_MAP_END = 64n << 30n
+
 export interface GuestProgram {
   steps: GuestStep[]
 }

@@ -5,13 +5,14 @@
 // back with EINTR. If the kernel does not let go within a second after the kick (a vCPU waiting on a
 // fault that ignores signals), the run rejects with VcpuTimeout anyway and the vCPU stays busy (EBUSY).
 
-import type { PreFaultResult, RunOptions, U64In, Vcpu, VcpuExit } from '../../harness/backend.ts'
+import type { HostMapping, PreFaultResult, RunOptions, U64In, Vcpu, VcpuExit } from '../../harness/backend.ts'
 import { KvmError, VcpuTimeout } from '../../harness/errors.ts'
 import type { GuestProgram } from '../../harness/guest-program.ts'
 import { errnoName } from '../../harness/uapi/errno.ts'
 import { type Handle, native, nativeAsync, type RawExit } from './addon.ts'
 import type { NativeContext } from './context.ts'
 import { u64 } from './u64.ts'
+import { compileGuestProgram } from './guest-code/index.ts'
 
 /** After a timeout's kick, how long KVM_RUN gets to return before the run is given up. */
 const KICK_GRACE_MS = 1000
@@ -23,14 +24,22 @@ export class NativeVcpu implements Vcpu {
   readonly fd: number
 
   constructor(private readonly ctx: NativeContext, readonly handle: Handle, readonly id: number,
-    private readonly onClose: (v: NativeVcpu) => void) {
+    private readonly onClose: (v: NativeVcpu) => void,
+    private readonly bootMemory: () => Promise<HostMapping>) {
     this.fd = native(() => ctx.addon.vcpuFd(handle))
     ctx.track(this)
   }
 
-  /** Guest programs need the guest-code compiler (backends/native/guest-code), not wired in yet. */
-  async loadProgram(_program: GuestProgram): Promise<void> {
-    throw new KvmError('ENOSYS', 'loadProgram', 'the native guest-code compiler is not wired into the backend yet')
+  /**
+   * Compiles the program to x86-64 (guest-code/), writes the shared page tables and this vCPU's code
+   * area into the VM's boot memslot, then KVM_SET_SREGS and KVM_SET_REGS. Only this vCPU's area is
+   * rewritten, so the VM's other vCPUs keep their programs.
+   */
+  async loadProgram(program: GuestProgram): Promise<void> {
+    const compiled = compileGuestProgram(program, { vcpuId: this.id })
+    const boot = await this.bootMemory()
+    for (const w of compiled.writes) await boot.write(w.gpa, w.bytes)
+    await this.loadRaw({ sregs: compiled.sregs, regs: compiled.regs })
   }
 
   /**

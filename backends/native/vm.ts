@@ -7,7 +7,10 @@ import { type Handle, native } from './addon.ts'
 import type { NativeContext } from './context.ts'
 import { NativeGuestMemfd } from './guest-memfd.ts'
 import { count, u32, u64, u64Array } from './u64.ts'
+import { NativeHostMapping } from './host-mapping.ts'
 import { NativeVcpu } from './vcpu.ts'
+import { BOOT_SLOT, BOOT_SLOT_GPA, BOOT_SLOT_SIZE } from '../../harness/guest-program.ts'
+import type { HostMapping } from '../../harness/backend.ts'
 
 /** KVM_MEM_MAX_NR_PAGES: no memslot has more pages, so no dirty bitmap has more bits. */
 const MAX_SLOT_PAGES = 2 ** 31 - 1
@@ -17,6 +20,8 @@ export class NativeVm implements Vm {
   private readonly vcpus = new Set<NativeVcpu>()
   /** Pages of each memslot this VM has (by the u32 slot field), for sizing KVM_GET_DIRTY_LOG's bitmap. */
   private readonly slotPages = new Map<number, number>()
+  /** The boot memslot's host memory, made by the first loadProgram (harness/guest-program.ts). */
+  private boot: Promise<HostMapping> | undefined
 
   constructor(private readonly ctx: NativeContext, readonly handle: Handle, readonly type: number) {
     this.fd = native(() => ctx.addon.vmFd(handle))
@@ -100,17 +105,42 @@ export class NativeVm implements Vm {
   async createVcpu(id: number): Promise<Vcpu> {
     const i = u32(id, 'id')
     const h = native(() => this.ctx.addon.vmCreateVcpu(this.handle, i))
-    const vcpu = new NativeVcpu(this.ctx, h, i, (v) => this.vcpus.delete(v))
+    const vcpu = new NativeVcpu(this.ctx, h, i, (v) => this.vcpus.delete(v), () => this.bootMemory())
     this.vcpus.add(vcpu)
     return vcpu
   }
 
-  /** Closes every vCPU of the VM, then the VM fd. */
+  /** Closes every vCPU of the VM, then the VM fd, then the boot memory. */
   async close(): Promise<void> {
     native(() => this.ctx.addon.vmFd(this.handle))  // EBADF on a second close, before touching the vCPUs
     for (const v of [...this.vcpus]) await v.close().catch(() => {})
     native(() => this.ctx.addon.vmClose(this.handle))
     this.ctx.untrack(this)
+    const boot = this.boot
+    this.boot = undefined
+    if (boot) await (await boot.catch(() => undefined))?.close()
+  }
+
+  /**
+   * The boot memslot's host memory: on first use, 2 MiB of anonymous memory registered as memslot 0 at
+   * GPA 0. A test that already put its own memslot there gets that errno from loadProgram.
+   */
+  bootMemory(): Promise<HostMapping> {
+    this.boot ??= (async () => {
+      const h = native(() => this.ctx.addon.mappingCreate(BigInt(BOOT_SLOT_SIZE), 'anonymous', false))
+      const mem = new NativeHostMapping(this.ctx, h)
+      try {
+        await this.setUserMemoryRegion({
+          slot: BOOT_SLOT, flags: 0, guestPhysAddr: BOOT_SLOT_GPA, memorySize: BOOT_SLOT_SIZE, userspaceAddr: mem.addr,
+        })
+      } catch (e) {
+        await mem.close()
+        this.boot = undefined
+        throw e
+      }
+      return mem
+    })()
+    return this.boot
   }
 
   private trackSlot(slot: number, size: bigint): void {

@@ -30,10 +30,10 @@
 
 import { encodeRegs, encodeSregs, type Regs, type Segment, type Sregs } from './kvm-regs.ts'
 
-/** The boot memslot: slot 0 at GPA 0. */
-export const BOOT_SLOT = 0
-export const BOOT_SLOT_GPA = 0n
-export const BOOT_SLOT_SIZE = 0x20_0000
+import { BOOT_SLOT, BOOT_SLOT_GPA, BOOT_SLOT_SIZE } from '../../../harness/guest-program.ts'
+
+/** The boot memslot (harness/guest-program.ts): slot 0 at GPA 0, 2 MiB. */
+export { BOOT_SLOT, BOOT_SLOT_GPA, BOOT_SLOT_SIZE }
 
 export const PML4_GPA = 0x1000
 export const PDPT_GPA = 0x2000
