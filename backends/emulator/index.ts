@@ -1,0 +1,466 @@
+// The reference emulator as a Backend (harness/backend.ts): the only file that implements the contract
+// and the only one that throws KvmError and HostFault. Everything below converts arguments at the edge,
+// asks the rule files, and turns their errno names into errors named after the ioctl or syscall.
+
+import { hostname } from 'node:os'
+import type {
+  Backend,
+  BackendInfo,
+  BackendLoad,
+  Backing,
+  GuestMemfd,
+  GuestMemfdStat,
+  HostMapping,
+  MemoryAttributes,
+  U64In,
+  Uffd,
+  UserfaultBitmap,
+  UserspaceMemoryRegion,
+  UserspaceMemoryRegion2,
+  Vcpu,
+  Vm,
+} from '../../harness/backend.ts'
+import { HostFault, KvmError } from '../../harness/errors.ts'
+import { KVM_API_VERSION } from '../../harness/uapi/kvm.ts'
+import type { ErrnoName } from '../../harness/uapi/errno.ts'
+import {
+  AVAILABLE_BACKINGS,
+  AddressSpace,
+  UNAVAILABLE_BACKINGS,
+  anonymousObject,
+  isFault,
+  shmemObject,
+  type Fault,
+  type MemoryObject,
+  type Vma,
+} from './address-space.ts'
+import { checkExtension } from './caps.ts'
+import { FdTable, type OpenFile } from './fd-table.ts'
+import { checkFallocate, checkMmap, punchHole, readWriteErrno, type GuestMemfdFile } from './guest-memfd.ts'
+import { byteValue, legacyRegion, memoryAttributes, region2, u64Words } from './inputs.ts'
+import { madvise } from './madvise.ts'
+import { PAGE_SIZE, isPageAligned, pageAlignUp } from './page-store.ts'
+import { DEFAULT_PROFILE, getProfile, type KernelProfile } from './profiles.ts'
+import { count, int32, integer, loff, u32, u64 } from './u64.ts'
+import { bitLocation, bitmapBytes, bitmapWords, filledBitmap } from './userfault-bitmap.ts'
+import { VmState, checkCreateVm } from './vm.ts'
+
+export { DEFAULT_PROFILE, defineProfile, getProfile, profileNames, type KernelProfile } from './profiles.ts'
+
+export interface EmulatorOptions {
+  /** A profile name from profiles.ts, or a variant built with defineProfile(); upstream-6.18 when omitted. */
+  profile?: string | KernelProfile | undefined
+}
+
+/** Rejects with `code` from `op`, or hands back the rule's result. */
+function check<T>(op: string, result: T | ErrnoName, detail?: string): Exclude<T, ErrnoName> {
+  if (typeof result === 'string') throw new KvmError(result as ErrnoName, op, detail)
+  return result as Exclude<T, ErrnoName>
+}
+
+function hostAccess<T>(op: string, result: T | Fault): T {
+  if (isFault(result)) throw new HostFault(result.fault, op, result.address)
+  return result
+}
+
+class EmulatorBackend implements Backend {
+  readonly name = 'emulator'
+  readonly systemFd: number
+  readonly fds = new FdTable<OpenFile>({ kind: 'stdio' })
+  readonly memory = new AddressSpace()
+  readonly vms = new Set<EmulatorVm>()
+  readonly gmems = new Set<EmulatorGuestMemfd>()
+  readonly mappings = new Set<EmulatorMapping>()
+  private nextIno = 0x1000n
+  private closed = false
+
+  constructor(readonly profile: KernelProfile) {
+    this.systemFd = check('open', this.fds.install({ kind: 'kvm' }))
+  }
+
+  ino(): bigint {
+    return this.nextIno++
+  }
+
+  /** The /dev/kvm fd: EBADF once the backend is closed. */
+  private system(op: string): void {
+    if (this.closed) throw new KvmError('EBADF', op, 'the backend is closed')
+  }
+
+  async info(): Promise<BackendInfo> {
+    return {
+      kernelRelease: `emulator (${this.profile.name})`,
+      arch: this.profile.arch,
+      pageSize: PAGE_SIZE,
+      profile: this.profile.name,
+      backings: [...AVAILABLE_BACKINGS],
+      features: [],
+      host: hostname(),
+    }
+  }
+
+  async getApiVersion(): Promise<number> {
+    this.system('KVM_GET_API_VERSION')
+    return KVM_API_VERSION
+  }
+
+  async checkExtension(cap: number): Promise<number> {
+    this.system('KVM_CHECK_EXTENSION')
+    return checkExtension(this.profile, null, integer(cap, 'cap'))
+  }
+
+  async createVm(opts: { type?: number } = {}): Promise<Vm> {
+    this.system('KVM_CREATE_VM')
+    const type = count(opts.type ?? 0, 'type')
+    check('KVM_CREATE_VM', checkCreateVm(this.profile, type) ?? null)
+    const state = new VmState(this.profile, type)
+    const fd = check('KVM_CREATE_VM', this.fds.install({ kind: 'vm', vm: state }))
+    const vm = new EmulatorVm(this, state, fd)
+    this.vms.add(vm)
+    return vm
+  }
+
+  async mmap(opts: { size: U64In; backing: Backing }): Promise<HostMapping> {
+    this.system('mmap')
+    const size = u64(opts.size, 'size')
+    if (UNAVAILABLE_BACKINGS.includes(opts.backing)) {
+      throw new KvmError('ENOSYS', 'mmap', `${opts.backing} is not among info().backings`)
+    }
+    if (!AVAILABLE_BACKINGS.includes(opts.backing)) throw new TypeError(`backing: unknown '${String(opts.backing)}'`)
+    if (size === 0n) throw new KvmError('EINVAL', 'mmap', 'length 0')
+    if (opts.backing !== 'shmem') return this.map(anonymousObject(), size, 0n, opts.backing, null, null)
+    // memfd_create() + ftruncate(size) + mmap(MAP_SHARED): the mapping carries the memfd.
+    const object = shmemObject(size)
+    const fd = check('memfd_create', this.fds.install({ kind: 'memfd', object }))
+    return this.map(object, size, 0n, 'shmem', fd, { closeFd: true })
+  }
+
+  map(
+    object: MemoryObject,
+    size: bigint,
+    offset: bigint,
+    backing: HostMapping['backing'],
+    fd: number | null,
+    owns: { closeFd?: boolean; file?: GuestMemfdFile } | null,
+  ): EmulatorMapping {
+    const vma = check('mmap', this.memory.map(object, size, offset))
+    const mapping = new EmulatorMapping(this, vma, backing, fd, owns ?? {})
+    this.mappings.add(mapping)
+    return mapping
+  }
+
+  async createUserfaultBitmap(npages: number): Promise<UserfaultBitmap> {
+    this.system('mmap')
+    const pages = count(npages, 'npages')
+    if (pages === 0) throw new KvmError('EINVAL', 'mmap', 'a bitmap of 0 pages has no words')
+    const mapping = this.map(anonymousObject(), BigInt(bitmapBytes(pages)), 0n, 'anonymous', null, null)
+    return new EmulatorUserfaultBitmap(mapping, pages)
+  }
+
+  async openUffd(_opts: { via: 'syscall' | 'dev'; flags?: number }): Promise<Uffd> {
+    this.system('userfaultfd')
+    throw new KvmError('ENOSYS', 'userfaultfd', "the emulator has no userfaultfd yet ('userfaultfd' is not in info().features)")
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return
+    for (const vm of [...this.vms]) await vm.close()
+    for (const gmem of [...this.gmems]) await gmem.close()
+    for (const mapping of [...this.mappings]) await mapping.close()
+    this.fds.close(this.systemFd)
+    this.closed = true
+  }
+}
+
+class EmulatorVm implements Vm {
+  readonly type: number
+  private closed = false
+
+  constructor(
+    private readonly backend: EmulatorBackend,
+    readonly state: VmState,
+    readonly fd: number,
+  ) {
+    this.type = state.type
+  }
+
+  private live(op: string): VmState {
+    if (this.closed) throw new KvmError('EBADF', op, `VM fd ${this.fd} is closed`)
+    return this.state
+  }
+
+  async checkExtension(cap: number): Promise<number> {
+    return this.live('KVM_CHECK_EXTENSION').checkExtension(integer(cap, 'cap'))
+  }
+
+  async enableCap(cap: number, args?: readonly U64In[], flags = 0): Promise<number> {
+    const vm = this.live('KVM_ENABLE_CAP')
+    return check('KVM_ENABLE_CAP', vm.enableCap(u32(cap, 'cap'), u64Words(args, 4, 'args'), u32(flags, 'flags')))
+  }
+
+  async setUserMemoryRegion(region: UserspaceMemoryRegion): Promise<void> {
+    const op = 'KVM_SET_USER_MEMORY_REGION'
+    const vm = this.live(op)
+    check(op, vm.setMemoryRegion(op, legacyRegion(region), (fd) => this.backend.fds.get(fd)) ?? null)
+  }
+
+  async setUserMemoryRegion2(region: UserspaceMemoryRegion2): Promise<void> {
+    const op = 'KVM_SET_USER_MEMORY_REGION2'
+    const vm = this.live(op)
+    check(op, vm.setMemoryRegion(op, region2(region), (fd) => this.backend.fds.get(fd)) ?? null)
+  }
+
+  async createGuestMemfd(opts: { size: U64In; flags?: U64In; reserved?: readonly U64In[] }): Promise<GuestMemfd> {
+    const op = 'KVM_CREATE_GUEST_MEMFD'
+    const vm = this.live(op)
+    const size = u64(opts.size, 'size')
+    const flags = u64(opts.flags ?? 0, 'flags')
+    u64Words(opts.reserved, 6, 'reserved') // read by the kernel, never checked
+    const file = check(op, vm.createGuestMemfd(size, flags, this.backend.ino()))
+    const fd = this.backend.fds.install({ kind: 'guest_memfd', file })
+    if (fd === 'EMFILE') file.release()
+    const gmem = new EmulatorGuestMemfd(this.backend, file, check(op, fd))
+    this.backend.gmems.add(gmem)
+    return gmem
+  }
+
+  async setMemoryAttributes(attrs: MemoryAttributes): Promise<void> {
+    const vm = this.live('KVM_SET_MEMORY_ATTRIBUTES')
+    check('KVM_SET_MEMORY_ATTRIBUTES', vm.setMemoryAttributes(memoryAttributes(attrs)) ?? null)
+  }
+
+  async getDirtyLog(slot: number): Promise<Uint8Array> {
+    const vm = this.live('KVM_GET_DIRTY_LOG')
+    return check('KVM_GET_DIRTY_LOG', vm.getDirtyLog(u32(slot, 'slot')))
+  }
+
+  async setNrMmuPages(pages: number): Promise<void> {
+    const vm = this.live('KVM_SET_NR_MMU_PAGES')
+    check('KVM_SET_NR_MMU_PAGES', vm.setNrMmuPages(BigInt(count(pages, 'pages'))) ?? null)
+  }
+
+  async createVcpu(_id: number): Promise<Vcpu> {
+    this.live('KVM_CREATE_VCPU')
+    throw new KvmError('ENOSYS', 'KVM_CREATE_VCPU', "vCPUs come with the emulator's vCPU model ('vcpu' is not in info().features)")
+  }
+
+  /**
+   * close(2) of the VM fd. Its guest_memfd files stay open and usable: each holds a reference to the
+   * VM, which is destroyed (memslots freed) when the last reference goes, as kvm_put_kvm() does.
+   */
+  async close(): Promise<void> {
+    this.live('close')
+    this.closed = true
+    this.backend.fds.close(this.fd)
+    this.backend.vms.delete(this)
+    this.state.release()
+  }
+}
+
+class EmulatorGuestMemfd implements GuestMemfd {
+  readonly flags: bigint
+  private closed = false
+
+  constructor(
+    private readonly backend: EmulatorBackend,
+    readonly file: GuestMemfdFile,
+    readonly fd: number,
+  ) {
+    this.flags = file.flags
+  }
+
+  private live(op: string): GuestMemfdFile {
+    if (this.closed) throw new KvmError('EBADF', op, `guest_memfd fd ${this.fd} is closed`)
+    return this.file
+  }
+
+  async stat(): Promise<GuestMemfdStat> {
+    const file = this.live('fstat')
+    return { size: file.size, blockSize: PAGE_SIZE, ino: file.ino }
+  }
+
+  async read(length: number): Promise<Uint8Array> {
+    this.live('read')
+    count(length, 'length')
+    throw new KvmError(readWriteErrno(null), 'read')
+  }
+
+  async write(_data: Uint8Array): Promise<number> {
+    this.live('write')
+    throw new KvmError(readWriteErrno(null), 'write')
+  }
+
+  async pread(length: number, offset: U64In): Promise<Uint8Array> {
+    return this.positioned('pread', length, offset)
+  }
+
+  async pwrite(data: Uint8Array, offset: U64In): Promise<number> {
+    return this.positioned('pwrite', data.length, offset)
+  }
+
+  /** ksys_pread64()/ksys_pwrite64(): the position is checked before the fd is looked up. */
+  private positioned(op: 'pread' | 'pwrite', length: number, offset: U64In): never {
+    count(length, 'length')
+    const position = loff(offset, 'offset')
+    if (position < 0n) throw new KvmError('EINVAL', op)
+    this.live(op)
+    throw new KvmError(readWriteErrno({ position }), op)
+  }
+
+  async fallocate(mode: number, offset: U64In, length: U64In): Promise<void> {
+    const file = this.live('fallocate')
+    const action = check('fallocate', checkFallocate(file, int32(mode, 'mode'), loff(offset, 'offset'), loff(length, 'length')))
+    if (action.kind === 'punch_hole') punchHole(file, action.offset, action.length)
+  }
+
+  async mmap(opts: { length: U64In; offset?: U64In; shared?: boolean }): Promise<HostMapping> {
+    const length = u64(opts.length, 'length')
+    const offset = u64(opts.offset ?? 0, 'offset')
+    // sys_mmap(): an unaligned offset -> EINVAL; fget() -> EBADF; do_mmap(): len 0 -> EINVAL
+    if (!isPageAligned(offset)) throw new KvmError('EINVAL', 'mmap', 'offset not page aligned')
+    const file = this.live('mmap')
+    if (length === 0n) throw new KvmError('EINVAL', 'mmap', 'length 0')
+    if (offset + pageAlignUp(length) > (1n << 63n) - 1n) throw new KvmError('EOVERFLOW', 'mmap')
+    check('mmap', checkMmap(file, opts.shared ?? true) ?? null)
+    file.retain()
+    return this.backend.map(file, length, offset, 'guest_memfd', this.fd, { file })
+  }
+
+  async close(): Promise<void> {
+    const file = this.live('close')
+    this.closed = true
+    this.backend.fds.close(this.fd)
+    this.backend.gmems.delete(this)
+    file.release()
+  }
+}
+
+class EmulatorMapping implements HostMapping {
+  readonly addr: bigint
+  readonly size: bigint
+  private closed = false
+
+  constructor(
+    private readonly backend: EmulatorBackend,
+    private readonly vma: Vma,
+    readonly backing: Backing | 'guest_memfd',
+    readonly fd: number | null,
+    private readonly owns: { closeFd?: boolean; file?: GuestMemfdFile },
+  ) {
+    this.addr = vma.start
+    this.size = vma.end - vma.start
+  }
+
+  async read(offset: U64In, length: number): Promise<Uint8Array> {
+    const at = this.addr + u64(offset, 'offset')
+    return hostAccess('HostMapping.read', this.backend.memory.read(at, count(length, 'length')))
+  }
+
+  async write(offset: U64In, data: Uint8Array): Promise<void> {
+    const at = this.addr + u64(offset, 'offset')
+    hostAccess('HostMapping.write', this.backend.memory.write(at, data))
+  }
+
+  async fill(offset: U64In, length: U64In, byte: number): Promise<void> {
+    const at = this.addr + u64(offset, 'offset')
+    hostAccess('HostMapping.fill', this.backend.memory.fill(at, u64(length, 'length'), byteValue(byte)))
+  }
+
+  async findMismatch(offset: U64In, length: U64In, byte: number): Promise<bigint> {
+    const at = this.addr + u64(offset, 'offset')
+    return hostAccess('HostMapping.findMismatch', this.backend.memory.findMismatch(at, u64(length, 'length'), byteValue(byte)))
+  }
+
+  async madvise(advice: number, offset?: U64In, length?: U64In): Promise<void> {
+    const off = u64(offset ?? 0, 'offset')
+    const len = length === undefined ? (this.size > off ? this.size - off : 0n) : u64(length, 'length')
+    check('madvise', madvise(this.backend.memory, this.addr + off, len, integer(advice, 'advice')) ?? null)
+  }
+
+  async alias(): Promise<HostMapping> {
+    if (this.closed) throw new KvmError('EBADF', 'mmap', 'the mapping is closed')
+    if (this.backing !== 'shmem' && this.backing !== 'guest_memfd') {
+      throw new KvmError('EINVAL', 'mmap', `${this.backing} memory has no file to map twice`)
+    }
+    this.owns.file?.retain()
+    const owns = this.owns.file ? { file: this.owns.file } : null
+    return this.backend.map(this.vma.object, this.size, this.vma.offset, this.backing, this.fd, owns)
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) {
+      // munmap() of a range no longer mapped succeeds; closing the memfd again does not.
+      if (this.owns.closeFd) throw new KvmError('EBADF', 'close', `memfd ${this.fd} is closed`)
+      return
+    }
+    this.closed = true
+    this.backend.memory.unmap(this.vma)
+    this.backend.mappings.delete(this)
+    this.owns.file?.release()
+    if (this.owns.closeFd && this.fd !== null) this.backend.fds.close(this.fd)
+  }
+}
+
+class EmulatorUserfaultBitmap implements UserfaultBitmap {
+  readonly addr: bigint
+
+  constructor(
+    private readonly mapping: EmulatorMapping,
+    readonly npages: number,
+  ) {
+    this.addr = mapping.addr
+  }
+
+  private async update(n: number, set: boolean): Promise<void> {
+    const { byte, mask } = bitLocation(n, this.npages)
+    const [old] = await this.mapping.read(byte, 1)
+    await this.mapping.write(byte, Uint8Array.of(set ? old! | mask : old! & ~mask))
+  }
+
+  set(n: number): Promise<void> {
+    return this.update(n, true)
+  }
+
+  /** Single-threaded model: the release ordering the series asks for holds trivially. */
+  clear(n: number): Promise<void> {
+    return this.update(n, false)
+  }
+
+  async test(n: number): Promise<boolean> {
+    const { byte, mask } = bitLocation(n, this.npages)
+    const [value] = await this.mapping.read(byte, 1)
+    return (value! & mask) !== 0
+  }
+
+  fill(value: boolean): Promise<void> {
+    return this.mapping.write(0, filledBitmap(this.npages, value))
+  }
+
+  async words(): Promise<BigUint64Array> {
+    return bitmapWords(await this.mapping.read(0, bitmapBytes(this.npages)))
+  }
+
+  close(): Promise<void> {
+    return this.mapping.close()
+  }
+}
+
+/** The emulator backend with the given kernel profile (upstream-6.18 by default). */
+export function createEmulatorBackend(opts: EmulatorOptions = {}): Backend {
+  const profile = opts.profile ?? DEFAULT_PROFILE
+  return new EmulatorBackend(typeof profile === 'string' ? getProfile(profile) : profile)
+}
+
+/**
+ * The model behind an emulator VM handle, for the emulator's own later parts (vCPU, stage-2) and its
+ * specs. Not part of the contract: tests in suites/ never call it.
+ */
+export function vmStateOf(vm: Vm): VmState {
+  if (!(vm instanceof EmulatorVm)) throw new TypeError('not a VM of the emulator backend')
+  return vm.state
+}
+
+/** The loader backends/index.ts calls: the emulator is always available. An unknown profile throws. */
+export function loadEmulator(opts: EmulatorOptions = {}): BackendLoad {
+  return { available: true, backend: createEmulatorBackend(opts) }
+}

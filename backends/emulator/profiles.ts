@@ -1,0 +1,120 @@
+// Kernel profiles: which KVM the emulator models, as data.
+//
+// A profile is a flat set of options; a variant is an existing profile with some options overridden
+// (`defineProfile(base, overrides)`), so the KVM Userfault profiles (userfault-v2, userfault-v3) will be
+// upstream-6.18 plus a `userfault` series option. The rules in the other files read options from here and
+// never test a profile's name.
+
+import type { SeriesVersion } from '../../harness/uapi/series.ts'
+import { KVM_USER_MEM_SLOTS, KVM_X86_DEFAULT_VM, KVM_X86_SW_PROTECTED_VM } from '../../harness/uapi/kvm.ts'
+
+/** The KVM Userfault series a profile applies on top of upstream (later issues fill this in). */
+export interface UserfaultOption {
+  series: SeriesVersion
+}
+
+export interface KernelProfile {
+  readonly name: string
+  /** One line for `kvmconf caps` and reports. */
+  readonly description: string
+  /** The kernel release whose rules the profile follows. */
+  readonly release: string
+  readonly arch: 'x86_64'
+  /** Two-dimensional paging (EPT/NPT, TDP MMU). Without it: shadow paging, no KVM_PRE_FAULT_MEMORY. */
+  readonly tdp: boolean
+  /** KVM_CREATE_VM types this kernel accepts (x86 KVM_X86_*_VM); KVM_CAP_VM_TYPES is their bitmask. */
+  readonly vmTypes: readonly number[]
+  /** CONFIG_KVM_GENERIC_MEMORY_ATTRIBUTES: KVM_SET_MEMORY_ATTRIBUTES exists. */
+  readonly memoryAttributes: boolean
+  /** CONFIG_KVM_GUEST_MEMFD: KVM_CREATE_GUEST_MEMFD and KVM_MEM_GUEST_MEMFD exist. */
+  readonly guestMemfd: boolean
+  /** CONFIG_HAVE_KVM_READONLY_MEM: KVM_MEM_READONLY (x86: not for VMs with protected state). */
+  readonly readonlyMem: boolean
+  /** KVM_USER_MEM_SLOTS: the slot-id bound and KVM_CAP_NR_MEMSLOTS. */
+  readonly nrMemslots: number
+  /** KVM_MAX_VCPUS (CONFIG_KVM_MAX_NR_VCPUS): KVM_CAP_MAX_VCPUS. */
+  readonly maxVcpus: number
+  /** KVM_MAX_NR_ADDRESS_SPACES: 2 with CONFIG_KVM_SMM (address space 1 is SMRAM), else 1. */
+  readonly nrAddressSpaces: number
+  /**
+   * Guest physical address bits a memslot may reach: x86 kvm_mmu_max_gfn() uses the host MAXPHYADDR
+   * with TDP and 52 with shadow paging. Host-dependent with TDP; override it to model a given host.
+   */
+  readonly maxGpaBits: number
+  /** kvm_caps.supported_quirks: what KVM_CAP_DISABLE_QUIRKS2 reports and accepts. */
+  readonly supportedQuirks: number
+  /** The KVM Userfault series applied, or null for a kernel without it (every released kernel). */
+  readonly userfault: UserfaultOption | null
+}
+
+export type ProfileOptions = Omit<KernelProfile, 'name' | 'description'>
+
+/** A profile from a base and overrides: how variants (and the series profiles) are built. */
+export function defineProfile(
+  base: ProfileOptions,
+  overrides: Partial<ProfileOptions> & { name: string; description: string },
+): KernelProfile {
+  const profile = { ...base, ...overrides }
+  if (profile.vmTypes.length === 0) throw new Error(`profile ${profile.name}: vmTypes is empty`)
+  if (profile.nrAddressSpaces < 1) throw new Error(`profile ${profile.name}: nrAddressSpaces < 1`)
+  return Object.freeze({ ...profile, vmTypes: Object.freeze([...profile.vmTypes]) })
+}
+
+/** Upstream x86-64 KVM of Linux 6.18 on a host with EPT/NPT (the profile the suites are written to). */
+export const UPSTREAM_6_18: KernelProfile = defineProfile(
+  {
+    release: '6.18',
+    arch: 'x86_64',
+    tdp: true,
+    vmTypes: [KVM_X86_DEFAULT_VM, KVM_X86_SW_PROTECTED_VM],
+    memoryAttributes: true,
+    guestMemfd: true,
+    readonlyMem: true,
+    nrMemslots: KVM_USER_MEM_SLOTS,
+    maxVcpus: 4096,
+    nrAddressSpaces: 2,
+    maxGpaBits: 52,
+    // KVM_X86_VALID_QUIRKS of 6.18.0: LINT0_REENABLED .. IGNORE_GUEST_PAT (bits 0..9). 6.18.y stable
+    // kernels add VMCS12_ALLOW_FREEZE_IN_SMM (bit 10); see pvm-6.18.
+    supportedQuirks: 0x3ff,
+    userfault: null,
+  },
+  { name: 'upstream-6.18', description: 'upstream Linux 6.18, x86-64 with TDP (EPT/NPT)' },
+)
+
+/**
+ * The project's own machines (shared/reference/host-kvm.md): 6.18.y with /dev/kvm from kvm_pvm, i.e.
+ * shadow paging, no private memory, no SMM. The values marked "measured" were read from such a host.
+ */
+export const PVM_6_18: KernelProfile = defineProfile(UPSTREAM_6_18, {
+  name: 'pvm-6.18',
+  description: "the project's machines: Linux 6.18.y, kvm_pvm (shadow paging, no private memory)",
+  tdp: false,
+  vmTypes: [KVM_X86_DEFAULT_VM],
+  memoryAttributes: false,
+  // measured: KVM_CAP_MAX_VCPUS 1024, KVM_CAP_MULTI_ADDRESS_SPACE 0 (slot as_id 1 is EINVAL),
+  // KVM_CAP_DISABLE_QUIRKS2 0x5ff (bits 0..8 and 10; no IGNORE_GUEST_PAT without TDP).
+  maxVcpus: 1024,
+  nrAddressSpaces: 1,
+  maxGpaBits: 52,
+  supportedQuirks: 0x5ff,
+})
+
+export const PROFILES: ReadonlyMap<string, KernelProfile> = new Map(
+  [UPSTREAM_6_18, PVM_6_18].map((p) => [p.name, p]),
+)
+
+export const DEFAULT_PROFILE = UPSTREAM_6_18.name
+
+export function profileNames(): string[] {
+  return [...PROFILES.keys()]
+}
+
+/** The profile called `name`; an unknown name is a configuration error that lists the known ones. */
+export function getProfile(name: string): KernelProfile {
+  const profile = PROFILES.get(name)
+  if (profile === undefined) {
+    throw new Error(`unknown emulator profile '${name}'; known profiles: ${profileNames().join(', ')}`)
+  }
+  return profile
+}
