@@ -245,6 +245,11 @@ export interface Vcpu {
   preFaultMemory(range: { gpa: U64In; size: U64In; flags?: U64In }): Promise<PreFaultResult>
   /** The guest's instruction pointer (KVM_GET_REGS), for exit assertions. */
   getRip(): Promise<bigint>
+  /**
+   * Which step of the loaded program the vCPU is in (from its RIP), `'halt'` in the trailing halt loop,
+   * or `null` outside the program: upstream's final_rip_start/final_rip_end check, backend-neutral.
+   */
+  programStep(): Promise<number | 'halt' | null>
   close(): Promise<void>
 }
 

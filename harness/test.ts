@@ -54,7 +54,7 @@ export function test(name: string, fn: (ctx: KvmTestContext) => Promise<void>, t
     // vitest reads the fixtures a test uses from this destructuring pattern: keep it literal.
     async ({ kvm, skip, task, signal, annotate, expect, onTestFinished, onTestFailed }) => {
       const ctx: KvmTestContext = { kvm, skip, task, signal, annotate, expect, onTestFinished, onTestFailed }
-      const expected = await expectationForTest(kvm, task.fullName)
+      const expected = await expectationForTest(kvm, task.fullTestName ?? task.name)
       try {
         await fn(ctx)
       } catch (e) {

@@ -12,7 +12,7 @@ import { errnoName } from '../../harness/uapi/errno.ts'
 import { type Handle, native, nativeAsync, type RawExit } from './addon.ts'
 import type { NativeContext } from './context.ts'
 import { u64 } from './u64.ts'
-import { compileGuestProgram } from './guest-code/index.ts'
+import { compileGuestProgram, stepAt, type GuestLabels } from './guest-code/index.ts'
 
 /** After a timeout's kick, how long KVM_RUN gets to return before the run is given up. */
 const KICK_GRACE_MS = 1000
@@ -22,6 +22,8 @@ const KVM_REGS_RIP = 128
 
 export class NativeVcpu implements Vcpu {
   readonly fd: number
+  /** Where the loaded program's steps start, for programStep(). */
+  private labels: GuestLabels | undefined
 
   constructor(private readonly ctx: NativeContext, readonly handle: Handle, readonly id: number,
     private readonly onClose: (v: NativeVcpu) => void,
@@ -40,6 +42,13 @@ export class NativeVcpu implements Vcpu {
     const boot = await this.bootMemory()
     for (const w of compiled.writes) await boot.write(w.gpa, w.bytes)
     await this.loadRaw({ sregs: compiled.sregs, regs: compiled.regs })
+    this.labels = compiled.labels
+  }
+
+  /** The step of the loaded program that RIP is in. */
+  async programStep(): Promise<number | 'halt' | null> {
+    if (this.labels === undefined) return null
+    return stepAt(this.labels, await this.getRip()) ?? null
   }
 
   /**
