@@ -11,12 +11,14 @@ import { HostFault, KvmError } from '../harness/errors.ts'
 import { expectErrno, expectOk } from '../harness/expect-errno.ts'
 import { requires, requireThat, vmTypeName, type GateContext } from '../harness/gating.ts'
 import { describe, expect, test } from '../harness/test.ts'
+import { describeExit, getUcall, guestDone, guestSync } from '../harness/kvm-util/ucall.ts'
 import { FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, MADV_COLLAPSE, MADV_DONTNEED, MADV_HUGEPAGE } from '../harness/uapi/fs.ts'
 import {
   GUEST_MEMFD_FLAG_INIT_SHARED,
   GUEST_MEMFD_FLAG_MMAP,
   KVM_CAP_GUEST_MEMFD,
   KVM_CAP_GUEST_MEMFD_FLAGS,
+  KVM_MEM_GUEST_MEMFD,
   KVM_X86_DEFAULT_VM,
   KVM_X86_SW_PROTECTED_VM,
 } from '../harness/uapi/kvm.ts'
@@ -230,6 +232,51 @@ describe('guest_memfd_test', () => {
       }
     })
   }
+})
+
+describe('guest_memfd_test', () => {
+  // The host fills the file through mmap, the guest checks and overwrites it through a guest_memfd
+  // memslot whose userspace_addr is NULL, and the host sees the guest's bytes through a new mapping.
+  test('test_guest_memfd_guest', async ({ kvm, skip }) => {
+    await requires({ kvm, skip }, { cap: KVM_CAP_GUEST_MEMFD_FLAGS }, { feature: 'vcpu' })
+    const vm = await kvm.createVm()
+    const flags = GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED
+    const supported = BigInt(await vm.checkExtension(KVM_CAP_GUEST_MEMFD_FLAGS))
+    expect(supported & flags, 'a default VM supports GUEST_MEMFD_FLAG_MMAP | INIT_SHARED').toBe(flags)
+
+    const gpa = 4n << 30n
+    const size = page
+    const gmem = await vm.createGuestMemfd({ size, flags })
+    await expectOk(
+      vm.setUserMemoryRegion2({
+        slot: 1, flags: KVM_MEM_GUEST_MEMFD, guestPhysAddr: gpa, memorySize: size, userspaceAddr: 0,
+        guestMemfd: gmem.fd, guestMemfdOffset: 0,
+      }),
+      'binding the guest_memfd at 4 GiB',
+    )
+    const before = await gmem.mmap({ length: size })
+    await before.fill(0, size, 0xaa)
+    await before.close()
+
+    const vcpu = await vm.createVcpu(0)
+    await vcpu.loadProgram({
+      steps: [
+        { op: 'check', gva: gpa, length: size, byte: 0xaa },
+        guestSync(), // how many bytes were not 0xaa
+        { op: 'fill', gva: gpa, length: size, byte: 0xff },
+        guestDone(),
+      ],
+    })
+    const first = await vcpu.run({ timeoutMs: 10_000 })
+    const sync = getUcall(first)
+    if (sync?.cmd !== 'sync') expect.fail(`expected GUEST_SYNC after the guest's check, got ${describeExit(first)}`)
+    expect(sync.value, 'bytes the guest read that were not 0xaa').toBe(0)
+    const last = await vcpu.run({ timeoutMs: 10_000 })
+    expect(getUcall(last), `expected GUEST_DONE, got ${describeExit(last)}`).toEqual({ cmd: 'done' })
+
+    const after = await gmem.mmap({ length: size })
+    expect(await after.findMismatch(0, size, 0xff), 'first byte the host reads that is not 0xff').toBe(-1n)
+  })
 })
 
 // The v6.8 test, where it differs from today's: its flags loop started at 0 and never ran; the fixed
