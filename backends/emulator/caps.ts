@@ -16,6 +16,7 @@ import {
   KVM_CAP_X86_GUEST_MODE,
 } from '../../harness/uapi/kvm.ts'
 import type { KernelProfile } from './profiles.ts'
+import { maxVcpuIds } from './vcpu.ts'
 import {
   hasReadonlyMem,
   nrMemslotAsIds,
@@ -31,6 +32,8 @@ export const KVM_CAP_USER_MEMORY = 3
 export const KVM_CAP_READONLY_MEM = 81
 /** include/uapi/linux/kvm.h: KVM_CAP_MULTI_ADDRESS_SPACE. */
 export const KVM_CAP_MULTI_ADDRESS_SPACE = 118
+/** include/uapi/linux/kvm.h: KVM_CAP_MAX_VCPU_ID. */
+export const KVM_CAP_MAX_VCPU_ID = 128
 
 /** KVM_CHECK_EXTENSION on the system fd (`vmType` null) or on a VM of `vmType`. Unknown caps are 0. */
 export function checkExtension(profile: KernelProfile, vmType: number | null, cap: number): number {
@@ -50,6 +53,9 @@ export function checkExtension(profile: KernelProfile, vmType: number | null, ca
       return profile.nrMemslots
     case KVM_CAP_MAX_VCPUS:
       return profile.maxVcpus
+    case KVM_CAP_MAX_VCPU_ID:
+      // x86: KVM_MAX_VCPU_IDS (kvm->arch.max_vcpu_ids once KVM_ENABLE_CAP set it, which this model cannot)
+      return maxVcpuIds(profile)
     case KVM_CAP_GUEST_MEMFD:
       // 6.18: 1 on every VM type once CONFIG_KVM_GUEST_MEMFD is built (6.17 answered per VM).
       return profile.guestMemfd ? 1 : 0

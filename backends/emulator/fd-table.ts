@@ -7,6 +7,7 @@
 
 import type { MemoryObject } from './address-space.ts'
 import type { GuestMemfdFile } from './guest-memfd.ts'
+import type { VcpuState } from './vcpu.ts'
 import type { VmState } from './vm.ts'
 
 export type OpenFile =
@@ -14,6 +15,7 @@ export type OpenFile =
   /** /dev/kvm */
   | { readonly kind: 'kvm' }
   | { readonly kind: 'vm'; readonly vm: VmState }
+  | { readonly kind: 'vcpu'; readonly vcpu: VcpuState }
   | { readonly kind: 'guest_memfd'; readonly file: GuestMemfdFile }
   /** memfd_create() behind a shmem mapping. */
   | { readonly kind: 'memfd'; readonly object: MemoryObject }

@@ -12,15 +12,19 @@ import type {
   GuestMemfdStat,
   HostMapping,
   MemoryAttributes,
+  PreFaultResult,
+  RunOptions,
   U64In,
   Uffd,
   UserfaultBitmap,
   UserspaceMemoryRegion,
   UserspaceMemoryRegion2,
   Vcpu,
+  VcpuExit,
   Vm,
 } from '../../harness/backend.ts'
-import { HostFault, KvmError } from '../../harness/errors.ts'
+import { HostFault, KvmError, VcpuTimeout } from '../../harness/errors.ts'
+import { BOOT_SLOT, BOOT_SLOT_GPA, BOOT_SLOT_SIZE, type GuestProgram } from '../../harness/guest-program.ts'
 import { KVM_API_VERSION } from '../../harness/uapi/kvm.ts'
 import type { ErrnoName } from '../../harness/uapi/errno.ts'
 import {
@@ -37,12 +41,15 @@ import {
 import { checkExtension } from './caps.ts'
 import { FdTable, type OpenFile } from './fd-table.ts'
 import { checkFallocate, checkMmap, punchHole, readWriteErrno, type GuestMemfdFile } from './guest-memfd.ts'
+import { GuestMemory } from './guest-memory.ts'
+import { checkGuestProgram } from './guest-program-check.ts'
 import { byteValue, legacyRegion, memoryAttributes, region2, u64Words } from './inputs.ts'
 import { madvise } from './madvise.ts'
 import { PAGE_SIZE, isPageAligned, pageAlignUp } from './page-store.ts'
 import { DEFAULT_PROFILE, getProfile, type KernelProfile } from './profiles.ts'
 import { count, int32, integer, loff, u32, u64 } from './u64.ts'
 import { bitLocation, bitmapBytes, bitmapWords, filledBitmap } from './userfault-bitmap.ts'
+import { VcpuState } from './vcpu.ts'
 import { VmState, checkCreateVm } from './vm.ts'
 
 export { DEFAULT_PROFILE, defineProfile, getProfile, profileNames, type KernelProfile } from './profiles.ts'
@@ -94,7 +101,7 @@ class EmulatorBackend implements Backend {
       pageSize: PAGE_SIZE,
       profile: this.profile.name,
       backings: [...AVAILABLE_BACKINGS],
-      features: [],
+      features: ['vcpu'],
       host: hostname(),
     }
   }
@@ -174,6 +181,11 @@ class EmulatorBackend implements Backend {
 
 class EmulatorVm implements Vm {
   readonly type: number
+  /** How this VM's vCPUs reach guest memory: its memslots over the backend's host address space. */
+  readonly memory: GuestMemory
+  private readonly vcpus = new Set<EmulatorVcpu>()
+  /** The boot memslot's host memory, made by the first loadProgram (harness/guest-program.ts). */
+  private boot: Promise<EmulatorMapping> | undefined
   private closed = false
 
   constructor(
@@ -182,6 +194,7 @@ class EmulatorVm implements Vm {
     readonly fd: number,
   ) {
     this.type = state.type
+    this.memory = new GuestMemory(state, backend.memory)
   }
 
   private live(op: string): VmState {
@@ -239,21 +252,154 @@ class EmulatorVm implements Vm {
     check('KVM_SET_NR_MMU_PAGES', vm.setNrMmuPages(BigInt(count(pages, 'pages'))) ?? null)
   }
 
-  async createVcpu(_id: number): Promise<Vcpu> {
-    this.live('KVM_CREATE_VCPU')
-    throw new KvmError('ENOSYS', 'KVM_CREATE_VCPU', "vCPUs come with the emulator's vCPU model ('vcpu' is not in info().features)")
+  async createVcpu(id: number): Promise<Vcpu> {
+    const op = 'KVM_CREATE_VCPU'
+    const vm = this.live(op)
+    const vcpuId = u32(id, 'id')
+    check(op, vm.createVcpu(vcpuId) ?? null)
+    const state = new VcpuState(vcpuId, vm, this.memory)
+    const fd = this.backend.fds.install({ kind: 'vcpu', vcpu: state })
+    if (fd === 'EMFILE') {
+      // kvm_vm_ioctl_create_vcpu(): create_vcpu_fd() failed, so the vCPU is destroyed and its id freed.
+      state.close()
+      vm.vcpuIds.delete(vcpuId)
+    }
+    const vcpu = new EmulatorVcpu(this, state, check(op, fd))
+    this.vcpus.add(vcpu)
+    return vcpu
   }
 
   /**
-   * close(2) of the VM fd. Its guest_memfd files stay open and usable: each holds a reference to the
+   * The boot memslot, as the native backend makes it: on the VM's first loadProgram, 2 MiB of anonymous
+   * memory registered as memslot 0 at GPA 0 through the memslot rules, so a test that already holds
+   * slot 0 or those GPAs gets that errno. Made once: a test that deletes the slot later keeps it deleted.
+   */
+  bootMemory(): Promise<EmulatorMapping> {
+    this.boot ??= (async () => {
+      const mapping = this.backend.map(anonymousObject(), BigInt(BOOT_SLOT_SIZE), 0n, 'anonymous', null, null)
+      try {
+        await this.setUserMemoryRegion({
+          slot: BOOT_SLOT, flags: 0, guestPhysAddr: BOOT_SLOT_GPA, memorySize: BOOT_SLOT_SIZE, userspaceAddr: mapping.addr,
+        })
+      } catch (e) {
+        await mapping.close()
+        this.boot = undefined
+        throw e
+      }
+      return mapping
+    })()
+    return this.boot
+  }
+
+  /** A vCPU fd was closed: its number goes back to the fd table. */
+  forget(vcpu: EmulatorVcpu): void {
+    this.backend.fds.close(vcpu.fd)
+    this.vcpus.delete(vcpu)
+  }
+
+  /**
+   * close(2) of the VM fd, after closing every vCPU of it (a running one returns `intr`) and before
+   * unmapping the boot memory. Its guest_memfd files stay open and usable: each holds a reference to the
    * VM, which is destroyed (memslots freed) when the last reference goes, as kvm_put_kvm() does.
    */
   async close(): Promise<void> {
     this.live('close')
+    for (const vcpu of [...this.vcpus]) vcpu.release()
     this.closed = true
     this.backend.fds.close(this.fd)
     this.backend.vms.delete(this)
     this.state.release()
+    const boot = this.boot
+    this.boot = undefined
+    await (await boot?.catch(() => undefined))?.close()
+  }
+}
+
+/**
+ * A vCPU fd. While a run is in flight every other call but kick() is EBUSY, as the native backend
+ * refuses calls while the vCPU's thread is busy (the kernel itself would wait on vcpu->mutex).
+ */
+class EmulatorVcpu implements Vcpu {
+  readonly id: number
+
+  constructor(
+    private readonly vm: EmulatorVm,
+    private readonly state: VcpuState,
+    readonly fd: number,
+  ) {
+    this.id = state.id
+  }
+
+  private idle(op: string): VcpuState {
+    if (this.state.isClosed) throw new KvmError('EBADF', op, `vCPU fd ${this.fd} is closed`)
+    if (this.state.isRunning) throw new KvmError('EBUSY', op, `vCPU ${this.id} is in KVM_RUN`)
+    return this.state
+  }
+
+  /** A bad program is a RangeError before anything else; then KVM_SET_SREGS' EBADF/EBUSY; then the boot slot. */
+  async loadProgram(program: GuestProgram): Promise<void> {
+    const checked = checkGuestProgram(program, this.id)
+    if ('refused' in checked) throw new RangeError(checked.refused)
+    this.idle('KVM_SET_SREGS')
+    await this.vm.bootMemory()
+    this.idle('KVM_SET_SREGS').load(checked)
+  }
+
+  async run(opts: RunOptions = {}): Promise<VcpuExit> {
+    const { timeoutMs, mmioData, ioData } = opts
+    if (timeoutMs !== undefined && (typeof timeoutMs !== 'number' || !(timeoutMs >= 0) || !Number.isFinite(timeoutMs))) {
+      throw new TypeError(`timeoutMs: ${String(timeoutMs)} is not a non-negative finite number`)
+    }
+    if (mmioData !== undefined && mmioData.length > 8) throw new RangeError('mmioData must be at most 8 bytes')
+    const op = 'KVM_RUN'
+    if (this.state.isClosed) throw new KvmError('EBADF', op, `vCPU fd ${this.fd} is closed`)
+    check(op, this.state.checkRun(ioData?.length ?? 0) ?? null)
+    const deadline = timeoutMs === undefined ? undefined : performance.now() + timeoutMs
+    const outcome = await this.state.run(mmioData, deadline)
+    if (outcome.kind === 'errno') throw new KvmError(outcome.errno, op)
+    if (outcome.kind === 'timeout') throw new VcpuTimeout(op, timeoutMs ?? 0)
+    return outcome.exit
+  }
+
+  async kick(): Promise<void> {
+    if (this.state.isClosed) throw new KvmError('EBADF', 'kick', `vCPU fd ${this.fd} is closed`)
+    this.state.kick()
+  }
+
+  /**
+   * KVM_PRE_FAULT_MEMORY is not modelled yet (a later issue brings the stage-2 model): refused with
+   * EOPNOTSUPP whatever the profile, even where KVM_CAP_PRE_FAULT_MEMORY says 1 (upstream-6.18, tdp).
+   * That is a rejection, not a PreFaultResult, so a pre-fault test cannot mistake it for the kernel's answer.
+   */
+  async preFaultMemory(range: { gpa: U64In; size: U64In; flags?: U64In }): Promise<PreFaultResult> {
+    u64(range.gpa, 'gpa')
+    u64(range.size, 'size')
+    u64(range.flags ?? 0, 'flags')
+    this.idle('KVM_PRE_FAULT_MEMORY')
+    throw new KvmError('EOPNOTSUPP', 'KVM_PRE_FAULT_MEMORY', 'the emulator has no pre-fault model yet')
+  }
+
+  /** KVM_GET_REGS' rip: a synthetic address naming the step (guest-program-check.ts, codeBase()). */
+  async getRip(): Promise<bigint> {
+    return this.idle('KVM_GET_REGS').rip
+  }
+
+  /** Without a program there is nothing to ask (null, as native answers without an ioctl). */
+  async programStep(): Promise<number | 'halt' | null> {
+    if (!this.state.hasProgram) return null
+    return this.idle('KVM_GET_REGS').programStep()
+  }
+
+  async close(): Promise<void> {
+    if (this.state.isClosed) throw new KvmError('EBADF', 'close', `vCPU fd ${this.fd} is closed`)
+    this.release()
+  }
+
+  /** close(2) of the fd, also when the VM goes: a run in flight returns `intr` at its next yield. */
+  release(): void {
+    if (this.state.isClosed) return
+    this.state.close()
+    this.vm.forget(this)
   }
 }
 

@@ -47,6 +47,11 @@ export interface Memslot {
   userspaceAddr: bigint
   /** The guest_memfd binding; null without KVM_MEM_GUEST_MEMFD, or once the file was released. */
   gmem: { file: GuestMemfdFile; pgoff: number } | null
+  /**
+   * KVM_MEMSLOT_GMEM_ONLY: kvm_gmem_bind() sets it when the file has GUEST_MEMFD_FLAG_MMAP, and then every
+   * guest fault on the slot, shared or private, takes its page from guest_memfd. It outlives the file.
+   */
+  gmemOnly?: boolean
   /** Present exactly while KVM_MEM_LOG_DIRTY_PAGES is set. */
   dirtyBitmap: DirtyBitmap | null
   /** KVM Userfault series (later profiles): the user address of the slot's bitmap. */

@@ -23,9 +23,12 @@ import {
   type MemslotRules,
 } from './memslots.ts'
 import type { KernelProfile } from './profiles.ts'
+import { checkCreateVcpu } from './vcpu.ts'
 
 /** x86 KVM_MIN_ALLOC_MMU_PAGES */
 export const KVM_MIN_ALLOC_MMU_PAGES = 64n
+/** x86 KVM_MEMSLOT_PAGES_TO_MMU_PAGES_RATIO: the default MMU page budget is 1 per 50 memslot pages. */
+export const KVM_MEMSLOT_PAGES_TO_MMU_PAGES_RATIO = 50n
 
 /** kvm_dev_ioctl_create_vm() -> x86 kvm_arch_init_vm(): a type KVM_CAP_VM_TYPES does not list -> EINVAL. */
 export function checkCreateVm(profile: KernelProfile, type: number): ErrnoName | undefined {
@@ -40,6 +43,10 @@ export class VmState {
   disabledQuirks = 0
   /** KVM_SET_NR_MMU_PAGES's last value (null until set). */
   nrMmuPages: bigint | null = null
+  /** The MMU page budget kvm_arch_commit_memory_region() computes on each CREATE and DELETE; 0 before. */
+  private defaultMmuPages = 0n
+  /** The ids of the VM's vCPUs (kvm->vcpu_array): a vCPU lives until the VM is destroyed. */
+  readonly vcpuIds = new Set<number>()
 
   constructor(
     readonly profile: KernelProfile,
@@ -80,6 +87,15 @@ export class VmState {
     return this.hasQuirk(KVM_X86_QUIRK_SLOT_ZAP_ALL)
   }
 
+  /**
+   * kvm->arch.n_max_mmu_pages: KVM_SET_NR_MMU_PAGES's value once set (n_requested_mmu_pages), else the
+   * default recomputed when a memslot is created or deleted: nr_memslot_pages / 50, at least
+   * KVM_MIN_ALLOC_MMU_PAGES. 0 for a VM that never had a memslot.
+   */
+  get maxMmuPages(): bigint {
+    return this.nrMmuPages ?? this.defaultMmuPages
+  }
+
   /** kvm_vm_ioctl_set_nr_mmu_pages(): fewer than KVM_MIN_ALLOC_MMU_PAGES -> EINVAL. */
   setNrMmuPages(pages: bigint): ErrnoName | undefined {
     if (pages < KVM_MIN_ALLOC_MMU_PAGES) return 'EINVAL'
@@ -93,9 +109,23 @@ export class VmState {
     region: MemoryRegion,
     lookupFd: (fd: number) => OpenFile | 'EBADF',
   ): ErrnoName | undefined {
-    return setMemoryRegion(this.memslots, this.rules, ioctl, region, {
+    const before = { slots: this.memslots.size, pages: this.memslots.totalPages }
+    const refused = setMemoryRegion(this.memslots, this.rules, ioctl, region, {
       bind: (slot, fd, offset) => kvmGmemBind(lookupFd(fd), this, slot, offset),
     })
+    // kvm_arch_commit_memory_region(): a CREATE or DELETE recomputes the default MMU page budget.
+    if (before.slots !== this.memslots.size || before.pages !== this.memslots.totalPages) {
+      const pages = BigInt(this.memslots.totalPages) / KVM_MEMSLOT_PAGES_TO_MMU_PAGES_RATIO
+      this.defaultMmuPages = pages > KVM_MIN_ALLOC_MMU_PAGES ? pages : KVM_MIN_ALLOC_MMU_PAGES
+    }
+    return refused
+  }
+
+  /** KVM_CREATE_VCPU's rules (vcpu.ts); on success the id is the VM's for good. */
+  createVcpu(id: number): ErrnoName | undefined {
+    const refused = checkCreateVcpu(this.profile, this.vcpuIds, id)
+    if (refused === undefined) this.vcpuIds.add(id)
+    return refused
   }
 
   /** KVM_CREATE_GUEST_MEMFD: the new file (its fd is the caller's to install), or the errno. */

@@ -1,0 +1,203 @@
+// A vCPU (struct kvm_vcpu): its guest program and registers, the parts of kvm_run it shares with
+// userspace, and KVM_RUN as a loop over the interpreter's chunks (guest-program.ts).
+//
+// The emulator is single-threaded, so a running vCPU yields to the event loop before each chunk of
+// guest work (setImmediate): host memslot changes, memory writes, kicks, closes and deadlines land
+// there, exactly where a test's other code runs. State and rules only: index.ts turns errnos into KvmError.
+
+import type { VcpuExit } from '../../harness/backend.ts'
+import type { ErrnoName } from '../../harness/uapi/errno.ts'
+import { codeBase, STEP_BYTES, type CheckedProgram } from './guest-program-check.ts'
+import type { GuestMemory } from './guest-memory.ts'
+import { GuestCpu, RESET_RIP, execute, runWithoutProgram, type Outcome } from './guest-program.ts'
+import type { KernelProfile } from './profiles.ts'
+import type { VmState } from './vm.ts'
+
+/** x86 KVM_PIO_PAGE_OFFSET * PAGE_SIZE: where kvm_run's io data lives, so what io.data_offset says. */
+const KVM_PIO_DATA_OFFSET = 0x1000n
+
+/** x86 KVM_VCPU_ID_RATIO: vCPU ids (APIC ids) may be sparse, up to 4 per possible vCPU. */
+export const KVM_VCPU_ID_RATIO = 4
+
+/**
+ * x86 KVM_MAX_VCPU_IDS = KVM_MAX_VCPUS * KVM_VCPU_ID_RATIO, which KVM_CAP_MAX_VCPU_ID reports (measured
+ * 4096 on the project's 6.18 host, whose KVM_CAP_MAX_VCPUS is 1024).
+ */
+export function maxVcpuIds(profile: KernelProfile): number {
+  return profile.maxVcpus * KVM_VCPU_ID_RATIO
+}
+
+/**
+ * kvm_vm_ioctl_create_vcpu(): id >= KVM_MAX_VCPU_IDS -> EINVAL; created_vcpus >= max_vcpus (KVM_MAX_VCPUS)
+ * -> EINVAL; x86 kvm_arch_vcpu_precreate(): id >= kvm->arch.max_vcpu_ids (the same bound, as this model
+ * has no KVM_CAP_MAX_VCPU_ID to lower it) -> EINVAL; then kvm_get_vcpu_by_id() finds the id -> EEXIST.
+ * A vCPU lives until its VM does, so its id stays taken after its fd is closed (measured on the 6.18 host:
+ * ids 4095 ok, 4096 EINVAL, a second vCPU 0 EEXIST, also after closing the first).
+ */
+export function checkCreateVcpu(profile: KernelProfile, ids: ReadonlySet<number>, id: number): ErrnoName | undefined {
+  if (id >= maxVcpuIds(profile)) return 'EINVAL'
+  if (ids.size >= profile.maxVcpus) return 'EINVAL'
+  if (ids.has(id)) return 'EEXIST'
+  return undefined
+}
+
+/**
+ * kvm_mmu_load() on the way into the guest: without the TDP MMU (shadow paging, the PVM profile), root
+ * allocation goes through make_mmu_pages_available(), which fails with ENOSPC while the VM may have no
+ * MMU pages, i.e. before its first memslot and any KVM_SET_NR_MMU_PAGES (why test_zero_memory_regions
+ * sets 64; measured ENOSPC on the project's host). The TDP MMU allocates its roots without that check.
+ */
+export function checkMmuLoad(profile: KernelProfile, vm: VmState): ErrnoName | undefined {
+  return !profile.tdp && vm.maxMmuPages === 0n ? 'ENOSPC' : undefined
+}
+
+export type RunOutcome =
+  | { kind: 'exit'; exit: VcpuExit }
+  /** KVM_RUN failed before entering the guest. */
+  | { kind: 'errno'; errno: ErrnoName }
+  /** The deadline passed with the guest still running; it is stopped where it was, as after a kick. */
+  | { kind: 'timeout' }
+
+const yieldToHost = () => new Promise<void>((resolve) => setImmediate(resolve))
+
+export class VcpuState {
+  readonly cpu = new GuestCpu()
+  private program: CheckedProgram | null = null
+  private running = false
+  private closed = false
+  /** A kick or close the running KVM_RUN has yet to see (immediate_exit plus a signal). */
+  private stop: 'kick' | 'close' | null = null
+  /**
+   * kvm_run.mmio.data, what an MMIO read gets when KVM_RUN comes without `mmioData`: KVM fills it only
+   * for writes (write_exit_mmio()), and it shares its bytes with the other exits' fields (noteExit()).
+   */
+  private readonly runMmio = new Uint8Array(8)
+  /** kvm_run.io.size * io.count of the last KVM_EXIT_IO: the most `ioData` a KVM_RUN can place. */
+  private ioRoom = 0
+
+  constructor(
+    readonly id: number,
+    readonly vm: VmState,
+    private readonly memory: GuestMemory,
+  ) {
+    vm.retain() // create_vcpu_fd() holds a reference to the VM (kvm_get_kvm())
+  }
+
+  get isRunning(): boolean {
+    return this.running
+  }
+
+  get isClosed(): boolean {
+    return this.closed
+  }
+
+  get hasProgram(): boolean {
+    return this.program !== null
+  }
+
+  /**
+   * Places a checked program: KVM_SET_SREGS/KVM_SET_REGS of the native backend, so the registers start
+   * over (acc 0, the first step, the zeroed IDT) and an MMIO access in flight is forgotten.
+   */
+  load(program: CheckedProgram): void {
+    this.program = program
+    Object.assign(this.cpu, { acc: 0n, pc: 0, sub: 0, idtr: { base: 0n, limit: 0 }, pendingRead: null })
+    this.cpu.mmioDone.clear()
+  }
+
+  /** KVM_GET_REGS' rip: the reset vector without a program, else the current step's synthetic address. */
+  get rip(): bigint {
+    if (this.program === null) return RESET_RIP
+    return codeBase(this.id) + BigInt(this.cpu.pc) * STEP_BYTES
+  }
+
+  /** The step RIP is in, 'halt' in the trailing halt loop, null without a program. */
+  programStep(): number | 'halt' | null {
+    if (this.program === null) return null
+    return this.cpu.pc < this.program.steps.length ? this.cpu.pc : 'halt'
+  }
+
+  /**
+   * What refuses KVM_RUN before it starts, in the native backend's order: a run already in flight
+   * (EBUSY: the vCPU's thread is taken), more `ioData` than the last io exit has room for (EINVAL).
+   */
+  checkRun(ioDataLength: number): ErrnoName | undefined {
+    if (this.running) return 'EBUSY'
+    if (ioDataLength > this.ioRoom) return 'EINVAL'
+    return undefined
+  }
+
+  /**
+   * KVM_RUN: `mmioData` goes into kvm_run.mmio.data, a read that exited is completed from it
+   * (complete_userspace_io() runs before anything else), and the guest runs until it exits, a kick or
+   * close stops it at the next yield (`intr`), or `deadline` (performance.now()) passes (`timeout`).
+   */
+  async run(mmioData: Uint8Array | undefined, deadline: number | undefined): Promise<RunOutcome> {
+    this.running = true
+    try {
+      if (mmioData !== undefined) this.runMmio.set(mmioData)
+      this.cpu.completeMmioRead(this.runMmio)
+      const refused = checkMmuLoad(this.vm.profile, this.vm)
+      if (refused !== undefined) return { kind: 'errno', errno: refused }
+      for (let chunks = 0; ; chunks++) {
+        // Yield before every chunk, the first included: a host that re-enters after each exit (an MMIO
+        // read answered in a loop) would otherwise keep the event loop in microtasks, starving timers.
+        await yieldToHost()
+        if (this.stop !== null) return { kind: 'exit', exit: { kind: 'intr' } }
+        // The guest gets one chunk whatever the deadline, as a native KVM_RUN enters before its timer fires.
+        if (chunks > 0 && deadline !== undefined && performance.now() >= deadline) return { kind: 'timeout' }
+        const outcome = this.chunk()
+        if (outcome.kind === 'exit') {
+          this.noteExit(outcome.exit)
+          return outcome
+        }
+      }
+    } finally {
+      this.running = false
+      // The native backend clears immediate_exit when KVM_RUN returns: a kick is for one run only.
+      if (this.stop === 'kick') this.stop = null
+    }
+  }
+
+  private chunk(): Outcome {
+    if (this.program === null) return { kind: 'exit', exit: runWithoutProgram(this.memory) }
+    return execute(this.cpu, this.program, { vcpuId: this.id, memory: this.memory, runMmio: this.runMmio })
+  }
+
+  /**
+   * What an exit leaves in kvm_run. The exit union overlays mmio.data (union bytes 8..15) on io.data_offset,
+   * internal.data[0] and memory_fault.gpa, so those exits overwrite it; hlt, shutdown and intr leave the
+   * union alone (measured on the 6.18 host: after a signal, a read completed without data gets 0x1000).
+   */
+  private noteExit(exit: VcpuExit): void {
+    const union = new DataView(this.runMmio.buffer)
+    switch (exit.kind) {
+      case 'io':
+        this.ioRoom = exit.size * exit.count
+        union.setBigUint64(0, KVM_PIO_DATA_OFFSET, true)
+        break
+      case 'mmio':
+        if (exit.isWrite) this.runMmio.set(exit.data)
+        break
+      case 'internal_error':
+        union.setBigUint64(0, exit.data[0] ?? 0n, true)
+        break
+      case 'memory_fault':
+        union.setBigUint64(0, exit.gpa, true)
+        break
+    }
+  }
+
+  /** kick(): stops a run in flight at its next yield; with none in flight it does nothing, as native's. */
+  kick(): void {
+    if (this.running) this.stop ??= 'kick'
+  }
+
+  /** close(2) of the vCPU fd: a run in flight ends with `intr`; the VM reference goes. */
+  close(): void {
+    if (this.closed) return
+    this.closed = true
+    if (this.running) this.stop = 'close'
+    this.vm.release()
+  }
+}
