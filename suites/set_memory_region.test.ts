@@ -398,3 +398,27 @@ describe('set_memory_region_test (vCPU)', () => {
     })
   }
 })
+
+// Beyond upstream: memslot rules the selftest does not exercise.
+describe('kvmconf additions', () => {
+  // kvm_gmem_bind() refuses a binding that runs past the end of the file with
+  // `offset + size > i_size_read(inode)`, computed in a signed loff_t. With offset 2^63 - 4 KiB and two
+  // pages the sum wraps negative and the check passes; kvm_set_memory_region()'s own overflow check is
+  // on u64 and does not catch it either. The binding then starts 2^51 pages past the end of the file.
+  test('guest_memfd binding whose offset + size wraps loff_t', async ({ kvm, skip }) => {
+    await requires({ kvm, skip }, { cap: KVM_CAP_GUEST_MEMFD })
+    const vm = await kvm.createVm()
+    const gmem = await vm.createGuestMemfd({ size: 4 * PAGE_SIZE })
+    const bind = (guestMemfdOffset: bigint, memorySize: number) =>
+      vm.setUserMemoryRegion2({
+        slot: MEM_REGION_SLOT, flags: KVM_MEM_GUEST_MEMFD, guestPhysAddr: MEM_REGION_GPA, memorySize,
+        userspaceAddr: 0, guestMemfd: gmem.fd, guestMemfdOffset,
+      })
+    await expectErrno(bind(4n * BigInt(PAGE_SIZE), PAGE_SIZE), 'EINVAL', 'binding one page at the end of a 4-page guest_memfd')
+    await expectErrno(
+      bind((1n << 63n) - BigInt(PAGE_SIZE), 2 * PAGE_SIZE),
+      'EINVAL',
+      'binding 2 pages at offset 2^63 - 4 KiB of a 4-page guest_memfd (offset + size wraps a signed loff_t)',
+    )
+  })
+})

@@ -12,7 +12,19 @@ export interface Deviation {
   applies(op: Op, emulator: string, native: string): boolean
 }
 
-export const DEVIATIONS: readonly Deviation[] = []
+const LOFF_MAX = (1n << 63n) - 1n
+
+export const DEVIATIONS: readonly Deviation[] = [
+  {
+    summary: 'kvm_gmem_bind() accepts a binding whose offset + size wraps a signed loff_t',
+    reason:
+      'kernel bug (upstream too): the bound check `offset + size > i_size_read(inode)` is computed in loff_t, ' +
+      'so an offset near 2^63 wraps negative and passes; the emulator checks the bound exactly. ' +
+      'Conformance test: set_memory_region > kvmconf additions.',
+    applies: (op, emulator, native) =>
+      op.op === 'setRegion' && op.v2 && emulator === 'EINVAL' && native === 'ok' && op.gmemOffset + op.size > LOFF_MAX,
+  },
+]
 
 export function findDeviation(op: Op, emulator: string, native: string): Deviation | undefined {
   return DEVIATIONS.find((d) => d.applies(op, emulator, native))

@@ -232,7 +232,7 @@ const flags = mostly(
   fc.constantFrom(0, 0, 1, 2, 4),
   fc.oneof(fc.constantFrom(3, 5, 6), fc.nat(31).map((b) => (1 << b) >>> 0)),
 )
-const gmemOffset = mostly(fc.constantFrom(0n, 2n * MiB), fc.constantFrom(page, 1n, 1n << 63n, 4n * MiB))
+const gmemOffset = mostly(fc.constantFrom(0n, 2n * MiB), fc.constantFrom(page, 1n, 1n << 63n, (1n << 63n) - page, 4n * MiB))
 
 /** Ops that refer to VMs 0..vms-1 and guest_memfds 0..gmems-1 (which may or may not exist). */
 export function opArbitrary(vmTypes: readonly number[], vms = 3, gmems = 4): fc.Arbitrary<Op> {
