@@ -6,9 +6,10 @@
 // index.ts throws as the RangeError harness/guest-program.ts promises. The result is the program with
 // every field normalised (bigints for u64s), so the interpreter never re-checks.
 
-import { IDENTITY_MAP_END, type GuestProgram } from '../../harness/guest-program.ts'
+import type { GuestProgram } from '../../harness/guest-program.ts'
+import { StepChecker, type Width } from '../../harness/guest-program-check.ts'
 
-export type Width = 1 | 2 | 4 | 8
+export type { Width }
 
 /** A checked step: the fields the interpreter reads, normalised. */
 export type Step =
@@ -45,68 +46,10 @@ export function codeBase(id: number): bigint {
   return VCPU_AREAS_GPA + BigInt(id) * VCPU_AREA_SIZE
 }
 
-const U64_MAX = (1n << 64n) - 1n
-const hex = (v: bigint) => `0x${v.toString(16)}`
-
-class Refusal {
-  constructor(readonly message: string) {}
-}
-
-class StepFields {
-  constructor(
-    private readonly index: number,
-    private readonly op: string,
-  ) {}
-
-  fail(what: string): never {
-    throw new Refusal(`step ${this.index} (${this.op}): ${what}`)
-  }
-
-  u64(name: string, v: unknown, max = U64_MAX): bigint {
-    let value: bigint
-    if (typeof v === 'bigint') value = v
-    else if (typeof v === 'number' && Number.isSafeInteger(v)) value = BigInt(v)
-    else if (typeof v === 'number' && Number.isInteger(v)) this.fail(`${name} ${v} is above 2^53-1; pass a bigint`)
-    else this.fail(`${name} must be an integer, got ${String(v)}`)
-    if (value < 0n || value > max) this.fail(`${name} ${value} is out of range 0..${hex(max)}`)
-    return value
-  }
-
-  int(name: string, v: unknown, max: number): number {
-    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0 || v > max) {
-      this.fail(`${name} must be an integer in 0..${max}, got ${String(v)}`)
-    }
-    return v
-  }
-
-  width(v: unknown): Width {
-    if (v === undefined) return 8
-    if (v === 1 || v === 2 || v === 4 || v === 8) return v
-    return this.fail(`width must be 1, 2, 4 or 8, got ${String(v)}`)
-  }
-
-  bool(name: string, v: unknown): boolean {
-    if (typeof v !== 'boolean') this.fail(`${name} must be a boolean, got ${String(v)}`)
-    return v
-  }
-
-  /** [start, start + length) must lie in the identity map. */
-  mapped(name: string, start: bigint, length: bigint): void {
-    if (start + length > IDENTITY_MAP_END) {
-      this.fail(`${name} ${hex(start)}..${hex(start + length)} is outside the identity map [0, ${hex(IDENTITY_MAP_END)})`)
-    }
-  }
-
-  /** `expectFault` lifts the identity-map rule for a read or write. */
-  faultExpected(v: unknown): boolean {
-    return v !== undefined && this.bool('expectFault', v)
-  }
-}
-
 function checkStep(raw: unknown, index: number, count: number): Step {
   const isObject = typeof raw === 'object' && raw !== null
   const op = isObject ? String((raw as { op?: unknown }).op) : typeof raw
-  const f = new StepFields(index, op)
+  const f = new StepChecker(index, op)
   if (!isObject) f.fail('a step must be an object')
   const s = raw as Record<string, unknown>
   switch (s.op) {
@@ -183,7 +126,7 @@ export function checkGuestProgram(program: GuestProgram, vcpuId: number): Checke
   try {
     return { steps: raw.map((s, i) => checkStep(s, i, raw.length)) }
   } catch (e) {
-    if (e instanceof Refusal) return { refused: e.message }
+    if (e instanceof RangeError) return { refused: e.message }
     throw e
   }
 }

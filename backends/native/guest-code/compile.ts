@@ -13,7 +13,7 @@
 import type { U64In } from '../../../harness/backend.ts'
 import type { GuestProgram, GuestStep } from '../../../harness/guest-program.ts'
 import { Assembler, type Label } from './assembler.ts'
-import { StepChecker } from './step-checker.ts'
+import { StepChecker } from '../../../harness/guest-program-check.ts'
 import {
   BOOT_SLOT, BOOT_SLOT_GPA, BOOT_SLOT_SIZE, CODE_SIZE, LIDT_DESCRIPTOR_STRIDE,
   LIDT_DESCRIPTORS_MAX, VCPU_AREAS_GPA, initialRegsBytes, initialSregsBytes, sharedBootBytes, vcpuArea,

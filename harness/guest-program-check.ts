@@ -1,9 +1,12 @@
-// Validation of one guest-program step's fields: every check throws the RangeError that
-// harness/guest-program.ts promises for an invalid program, `step <index> (<op>): <what>`, and returns the
-// field as the compiler wants it (a bigint for a u64, a number for a small integer).
+// Validation of one guest-program step's fields, shared by every backend so that a program one backend
+// refuses is refused by all: each check throws the RangeError harness/guest-program.ts promises for an
+// invalid program, `step <index> (<op>): <what>`, and returns the field normalised (a bigint for a u64,
+// a number for a small integer).
 
-import { IDENTITY_MAP_END } from './boot-image.ts'
-import type { Width } from './encoder.ts'
+import { IDENTITY_MAP_END } from './guest-program.ts'
+
+/** An access width in bytes. */
+export type Width = 1 | 2 | 4 | 8
 
 const U64_MAX = (1n << 64n) - 1n
 
@@ -53,5 +56,10 @@ export class StepChecker {
     if (start + length > IDENTITY_MAP_END) {
       this.fail(`${name} ${hex(start)}..${hex(start + length)} is outside the identity map [0, ${hex(IDENTITY_MAP_END)})`)
     }
+  }
+
+  /** `expectFault` lifts the identity-map rule for a read or write. */
+  faultExpected(v: unknown): boolean {
+    return v !== undefined && this.bool('expectFault', v)
   }
 }
