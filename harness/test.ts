@@ -3,13 +3,16 @@
 // `kvm` is the backend under test seen through a scope (harness/scope.ts), so everything a test
 // creates is closed after it. When the backend is not available in this run (no /dev/kvm, addon not
 // built, agent not reachable) every test skips with that reason: a missing backend is never a pass.
-// A failure that fixtures/expectations/<backend>.json expects (harness/expectations.ts) is reported
-// as a skip saying "expected failure" with the entry's reason; a pass it did not expect fails.
+// A failure that fixtures/expectations/<backend>.json (or `kvmconf run --expectations FILE`) expects,
+// the same way (harness/expectations.ts), is reported as a skip saying "expected failure" with the
+// entry's reason, and `task.meta.kvmconf.xfail` tells `kvmconf run` it is an XFAIL; a pass it did not
+// expect fails (XPASS).
 
 import { test as base, type TestContext } from 'vitest'
 import type { Backend } from './backend.ts'
 import { backendName, backendUnderTest } from './context.ts'
-import { expectationFor, failsAsExpected, loadExpectations, type Expectation, type RunFacts } from './expectations.ts'
+import { expectationFor, judgedBackend, loadExpectations, matches, xfailReason, xpassReason, type Expectation, type RunFacts } from './expectations.ts'
+import { observeError } from './reporters/outcome.ts'
 import { scoped } from './scope.ts'
 
 export interface KvmFixtures {
@@ -36,15 +39,21 @@ const withKvm = base.extend<KvmFixtures>({
 let expectations: Expectation[] | undefined
 
 async function expectationForTest(kvm: Backend, name: string): Promise<Expectation | undefined> {
-  expectations ??= loadExpectations(backendName())
-  if (expectations.length === 0) return undefined
   const info = await kvm.info()
-  const run: RunFacts = { backend: backendName(), kernel: info.kernelRelease, profile: info.profile, arch: info.arch }
+  const backend = judgedAs(info.profile)
+  expectations ??= loadExpectations(backend)
+  if (expectations.length === 0) return undefined
+  const run: RunFacts = { backend, kernel: info.kernelRelease, profile: info.profile, arch: info.arch }
   return expectationFor(expectations, run, name)
 }
 
-function messageOf(e: unknown): string {
-  return e instanceof Error ? e.message : String(e)
+/**
+ * Whose expectations a run is judged by: the backend's own, except that the remote backend is judged as
+ * the backend its agent hosts, because that kernel (or profile) is what answers. The handshake's info()
+ * says which: a real kernel has no profile (native), the emulator always has one.
+ */
+function judgedAs(profile: string | null): string {
+  return judgedBackend(backendName(), profile)
 }
 
 /** A conformance test: `fn` gets vitest's context plus `kvm`. */
@@ -58,13 +67,18 @@ export function test(name: string, fn: (ctx: KvmTestContext) => Promise<void>, t
       try {
         await fn(ctx)
       } catch (e) {
-        if (expected === undefined || !failsAsExpected(expected, messageOf(e))) throw e
-        return skip(`expected failure on this ${backendName()} backend (${expected.reason}): ${messageOf(e).split('\n')[0]}`)
+        // The same matching function `kvmconf run` applies to collected records (harness/expectations.ts).
+        // A skip (vitest's PendingError) is not a failure.
+        if (expected === undefined || (e as { code?: unknown } | null)?.code === 'VITEST_PENDING') throw e
+        const observed = observeError(typeof e === 'object' && e !== null ? e : { message: String(e) })
+        if (!matches(expected, observed)) throw e
+        task.meta.kvmconf = { ...task.meta.kvmconf, xfail: { expectation: expected, ...observed } }
+        return skip(xfailReason(backendName(), expected, observed.failure.message))
       }
-      if (expected !== undefined) {
-        throw new Error(
-          `unexpected pass: fixtures/expectations/${backendName()}.json expects this test to fail (${expected.reason}); remove the entry if the kernel is fixed`,
-        )
+      // A WARN entry is about the kernel log, which only `kvmconf run --kmsg` reads after the test.
+      if (expected !== undefined && expected.status !== 'WARN') {
+        task.meta.kvmconf = { ...task.meta.kvmconf, xpass: { expectation: expected } }
+        throw new Error(xpassReason(expected))
       }
     },
     timeout,

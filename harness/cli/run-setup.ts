@@ -1,0 +1,48 @@
+// The vitest setup file `kvmconf run` adds to the conformance project: the worker's half of the run.
+//
+// - A journal (KVMCONF_JOURNAL): one line when a test starts and one when it ends, appended
+//   synchronously. vitest batches its results on their way to the reporter, so when a worker dies
+//   (a crash in the native addon, the kernel killing it) the tests of that batch come back "pending";
+//   the journal tells the reporter which test was running (CRASH) and what the finished ones did.
+//   syzkaller's executor sends "executing" before each program for the same reason.
+// - With KVMCONF_KMSG=1 (`--kmsg`), the kernel log around each test (harness/kernel-log.ts), kept in
+//   `task.meta.kvmconf.kernelLog` for the reporter. The end marker is written from onTestFinished,
+//   which vitest calls after the `kvm` fixture has closed the test's VMs, so teardown is covered too.
+
+import { appendFileSync } from 'node:fs'
+import { beforeEach } from 'vitest'
+import { KernelLogWatcher } from '../kernel-log.ts'
+import type { ErrorLike, KvmconfTaskMeta } from '../reporters/outcome.ts'
+
+/** One journal line; `end` carries what the reporter needs to rebuild the test's record. */
+export type JournalEntry =
+  | { event: 'start'; id: string; pid: number }
+  | { event: 'end'; id: string; state: string; note?: string; error?: ErrorLike; meta?: KvmconfTaskMeta; durationMs: number }
+
+const journal = process.env.KVMCONF_JOURNAL
+const watcher = process.env.KVMCONF_KMSG === '1' ? new KernelLogWatcher() : undefined
+
+function record(entry: JournalEntry): void {
+  if (journal) appendFileSync(journal, JSON.stringify(entry) + '\n')
+}
+
+beforeEach(({ task, onTestFinished }) => {
+  const name = task.fullTestName ?? task.name
+  const started = performance.now()
+  record({ event: 'start', id: task.id, pid: process.pid })
+  watcher?.start(name)
+  onTestFinished(() => {
+    if (watcher !== undefined) task.meta.kvmconf = { ...task.meta.kvmconf, kernelLog: watcher.finish(name) }
+    const first = task.result?.errors?.[0] as ErrorLike | undefined
+    const error = first && { name: first.name, message: first.message, code: first.code, op: first.op }
+    record({
+      event: 'end',
+      id: task.id,
+      state: task.result?.state ?? 'unknown',
+      note: (task.result as { note?: string } | undefined)?.note,
+      error,
+      meta: task.meta.kvmconf,
+      durationMs: Math.round(performance.now() - started),
+    })
+  })
+})
