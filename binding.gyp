@@ -9,12 +9,16 @@
       "sources": [
         "backends/native/src/addon.cc",
         "backends/native/src/blocking-pool.cc",
+        "backends/native/src/demand-paging-run.cc",
         "backends/native/src/fault-guard.cc",
         "backends/native/src/guest-memfd.cc",
         "backends/native/src/host-mapping.cc",
         "backends/native/src/kvm-system.cc",
+        "backends/native/src/page-resolver.cc",
         "backends/native/src/uffd.cc",
+        "backends/native/src/uffd-handler.cc",
         "backends/native/src/userfault-bitmap.cc",
+        "backends/native/src/vcpu-exit.cc",
         "backends/native/src/vcpu-thread.cc",
         "backends/native/src/vm.cc"
       ],

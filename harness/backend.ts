@@ -12,6 +12,7 @@
 // - u64 fields are bigints on the way out; inputs accept number or bigint (U64In) so tests can write
 //   plain literals where they fit.
 
+import type { DemandPagingConfig, DemandPagingResult } from './demand-paging-types.ts'
 import type { GuestProgram } from './guest-program.ts'
 
 /** A u64 as given by a test: a number where it fits, a bigint where it must be exact. */
@@ -75,6 +76,28 @@ export interface Backend {
   createUserfaultBitmap(npages: number): Promise<UserfaultBitmap>
   /** userfaultfd(2) (`via: 'syscall'`) or USERFAULTFD_IOC_NEW on /dev/userfaultfd (`via: 'dev'`). */
   openUffd(opts: { via: 'syscall' | 'dev'; flags?: number }): Promise<Uffd>
+  /**
+   * demand_paging_test's run_test() inside the backend (upstream-selftests.md §A, -k from §A.3): a VM
+   * with memstress's region as memslot 1 (harness/kvm-util/memstress.ts), one thread per vCPU running
+   * KVM_RUN until the guest's GUEST_SYNC after one pass over its pages, and with `uffdMode` the region
+   * registered with userfaultfds (harness/kvm-util/userfaultfd-util.ts) whose reader threads resolve each
+   * fault with UFFDIO_COPY of 0xAB pages (MISSING) or UFFDIO_CONTINUE over a page cache filled through an
+   * alias mapping (MINOR), EEXIST tolerated. With `kvmUserfault`, KVM_MEM_USERFAULT with every bit set,
+   * and each KVM_EXIT_MEMORY_FAULT with exactly KVM_MEMORY_EXIT_FLAG_USERFAULT resolved, its bit cleared
+   * with release ordering and the vCPU re-entered. Everything per page stays inside the backend; the
+   * VM, memory and fds it made are freed before the promise settles.
+   *
+   * Resolves with the timings (CLOCK_MONOTONIC from releasing the vCPUs until the last one joined),
+   * each vCPU's outcome (a vCPU that exits other than by GUEST_SYNC is reported, not thrown), what the
+   * resolvers and the KVM Userfault exits did, and `samplePages` pages read back after the run.
+   * Rejects with TypeError/RangeError for a bad config (harness/kvm-util/demand-paging.ts), a KvmError
+   * for a failing kernel call, KvmUserfaultUnsupported for `kvmUserfault` on a kernel that refuses
+   * KVM_MEM_USERFAULT, and DemandPagingTimeout when the run outlives `timeoutMs` (it is stopped first).
+   *
+   * Present exactly when `info().features` lists 'demand-paging' (optional until every backend has it:
+   * call it through harness/kvm-util/demand-paging.ts runDemandPaging(), which rejects with ENOSYS then).
+   */
+  runDemandPaging?(config: DemandPagingConfig): Promise<DemandPagingResult>
   /** Frees every VM, fd and mapping this backend created. */
   close(): Promise<void>
 }

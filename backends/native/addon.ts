@@ -30,6 +30,46 @@ export interface RawPreFault {
   size: bigint
 }
 
+/** demandPagingRun()'s spec (src/addon.cc checks every field; demand-paging.ts builds it). */
+export interface RawDemandPagingSpec {
+  regionGpa: bigint
+  hostPageSize: number
+  /** demand_paging_size: what one resolution covers. */
+  unitBytes: number
+  guestPageSize: number
+  /** The GUEST_SYNC port: the run of a vCPU ends at its `out` of 4 bytes there. */
+  syncPort: number
+  /** Each vCPU: its id, struct kvm_regs (144 bytes) and kvm_sregs (312 bytes), the host CPU to pin to or -1. */
+  vcpus: { id: number; regs: Uint8Array; sregs: Uint8Array; cpu: number }[]
+  mainCpu: number
+  uffdMode: 'MISSING' | 'MINOR' | null
+  uffdRanges: { gpa: bigint; len: bigint }[]
+  registerMode: bigint
+  expectedIoctl: bigint
+  readersPerUffd: number
+  delayUs: number
+  /** After a write pass: the u64 every guest page should start with; null skips the check. */
+  writeValue: bigint | null
+  timeoutMs: number
+}
+
+/** demandPagingRun()'s outcome; counts are numbers (exact below 2^53). */
+export interface RawDemandPagingOutcome {
+  error: { errno: number; op: string } | null
+  timedOut: boolean
+  elapsedNs: bigint
+  vcpus: { synced: boolean; elapsedNs: bigint; exit: RawExit | null; userfaultExits: number }[]
+  uffd: {
+    uffds: number; faults: number; resolved: number; eexist: number; wakes: number
+    units: number; unitsOnce: number; unitsMore: number; unitsNever: number
+  }
+  kvmUserfault: {
+    exits: number; pagesWithExit: number; pagesWithMoreExits: number; violationCount: number
+    violations: { vcpu: number; gpa: bigint; size: bigint; flags: bigint; why: string }[]
+  }
+  pagesWithoutWrite: number | null
+}
+
 export interface NativeAddon {
   pageSize(): number
   counts(): Record<'systems' | 'vms' | 'vcpus' | 'guestMemfds' | 'mappings' | 'bitmaps' | 'uffds' | 'inflight', number>
@@ -107,6 +147,9 @@ export interface NativeAddon {
   vcpuGetSregs(v: Handle): Uint8Array
   vcpuSetSregs(v: Handle, sregs: Uint8Array): void
   vcpuClose(v: Handle): void
+
+  /** A whole demand-paging run on the addon's threads (src/demand-paging-run.h); `bitmap` with -k. */
+  demandPagingRun(vm: Handle, region: Handle, bitmap: Handle | null, spec: RawDemandPagingSpec): Promise<RawDemandPagingOutcome>
 }
 
 const here = path.dirname(fileURLToPath(import.meta.url))

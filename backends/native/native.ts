@@ -8,9 +8,11 @@ import os from 'node:os'
 import type {
   Backend, BackendInfo, Backing, Feature, HostMapping, U64In, Uffd, UserfaultBitmap, Vm,
 } from '../../harness/backend.ts'
+import type { DemandPagingConfig, DemandPagingResult } from '../../harness/demand-paging-types.ts'
 import { KvmError } from '../../harness/errors.ts'
 import { type Handle, type NativeAddon, native, requireAddon } from './addon.ts'
 import { NativeContext } from './context.ts'
+import { runNativeDemandPaging } from './demand-paging.ts'
 import { NativeHostMapping } from './host-mapping.ts'
 import { count, int, u32, u64 } from './u64.ts'
 import { NativeUffd } from './uffd.ts'
@@ -18,7 +20,7 @@ import { NativeUserfaultBitmap } from './userfault-bitmap.ts'
 import { NativeVm } from './vm.ts'
 
 /** What this backend can drive on a machine with a working /dev/kvm. */
-export const NATIVE_FEATURES: readonly Feature[] = ['host-faults', 'userfaultfd', 'vcpu']
+export const NATIVE_FEATURES: readonly Feature[] = ['demand-paging', 'host-faults', 'userfaultfd', 'vcpu']
 
 const BACKINGS: readonly Backing[] = ['anonymous', 'anonymous_thp', 'anonymous_hugetlb', 'shmem', 'shared_hugetlb']
 
@@ -91,6 +93,12 @@ class NativeBackend implements Backend {
     if (opts.via !== 'syscall' && opts.via !== 'dev') throw new TypeError(`via: ${String(opts.via)} is not 'syscall' or 'dev'`)
     const flags = int(opts.flags ?? 0, 'flags')
     return new NativeUffd(this.ctx, native(() => this.ctx.addon.uffdOpen(opts.via, flags)))
+  }
+
+  /** demand_paging_test's run on the addon's threads (demand-paging.ts). */
+  async runDemandPaging(config: DemandPagingConfig): Promise<DemandPagingResult> {
+    this.checkOpen('KVM_CREATE_VM')
+    return runNativeDemandPaging({ backend: this, ctx: this.ctx }, config)
   }
 
   /** Frees every object still open (vCPUs and VMs first), then /dev/kvm. */

@@ -10,6 +10,7 @@
 #include <napi.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <csignal>
 #include <cstring>
@@ -20,6 +21,7 @@
 #include <vector>
 
 #include "blocking-pool.h"
+#include "demand-paging-run.h"
 #include "fault-guard.h"
 #include "guest-memfd.h"
 #include "handle-table.h"
@@ -83,6 +85,8 @@ struct AddonState {
   std::shared_ptr<Poster> poster = std::make_shared<Poster>();
   /** Promises waiting on another thread; while > 0 the TSFN keeps the event loop alive. */
   int inflight = 0;
+  /** Demand-paging runs started, so that teardown can stop the ones still going. */
+  std::vector<std::weak_ptr<DemandPagingRun>> runs;
 
   void beginAsync(Napi::Env env) {
     if (inflight++ == 0) poster->tsfn.Ref(env);
@@ -103,6 +107,10 @@ void teardown(AddonState* st) {
     st->poster->tsfn.Abort();
   }
   st->pool.shutdown();
+  for (auto& weak : st->runs) {
+    if (auto run = weak.lock()) run->abort();
+  }
+  st->runs.clear();
   for (auto& v : st->vcpus.takeAll()) v->close();
   for (auto& vm : st->vms.takeAll()) vm->close();
   for (auto& g : st->gmems.takeAll()) g->close();
@@ -982,6 +990,229 @@ Napi::Value VcpuClose(const Napi::CallbackInfo& info) {
 }
 
 // ---------------------------------------------------------------------------------------------------
+// Demand paging (demand-paging-run.h): the spec object's fields are checked like arguments.
+
+Napi::Value prop(const Napi::Object& o, const char* name) { return o.Get(name); }
+
+double propInteger(Napi::Env env, const Napi::Object& o, const char* name, double min, double max) {
+  Napi::Value v = prop(o, name);
+  if (!v.IsNumber()) typeError(env, std::string("spec.") + name + " must be a number");
+  double d = v.As<Napi::Number>().DoubleValue();
+  if (!std::isfinite(d) || std::trunc(d) != d || d < min || d > max) {
+    rangeError(env, std::string("spec.") + name + " must be an integer in [" + std::to_string(static_cast<int64_t>(min)) +
+                        ", " + std::to_string(static_cast<uint64_t>(max)) + "]");
+  }
+  return d;
+}
+
+uint64_t propU64(Napi::Env env, const Napi::Object& o, const char* name) {
+  Napi::Value v = prop(o, name);
+  if (!v.IsBigInt()) typeError(env, std::string("spec.") + name + " must be a bigint");
+  bool lossless = false;
+  uint64_t u = v.As<Napi::BigInt>().Uint64Value(&lossless);
+  if (!lossless) rangeError(env, std::string("spec.") + name + " must be a bigint in [0, 2^64 - 1]");
+  return u;
+}
+
+Napi::Array propArray(Napi::Env env, const Napi::Object& o, const char* name, uint32_t maxLength) {
+  Napi::Value v = prop(o, name);
+  if (!v.IsArray()) typeError(env, std::string("spec.") + name + " must be an array");
+  Napi::Array a = v.As<Napi::Array>();
+  if (a.Length() > maxLength) rangeError(env, std::string("spec.") + name + " has more than " + std::to_string(maxLength) + " entries");
+  return a;
+}
+
+Napi::Object elementObject(Napi::Env env, const Napi::Array& a, uint32_t i, const char* name) {
+  Napi::Value v = a.Get(i);
+  if (!v.IsObject() || v.IsArray()) typeError(env, std::string("spec.") + name + "[" + std::to_string(i) + "] must be an object");
+  return v.As<Napi::Object>();
+}
+
+void propStruct(Napi::Env env, const Napi::Object& o, const char* name, void* out, size_t size) {
+  Napi::Value v = prop(o, name);
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) {
+    typeError(env, std::string("spec.") + name + " must be a Uint8Array");
+  }
+  Napi::Uint8Array b = v.As<Napi::Uint8Array>();
+  if (b.ByteLength() != size) rangeError(env, std::string("spec.") + name + " must be " + std::to_string(size) + " bytes");
+  memcpy(out, b.Data(), size);
+}
+
+bool isPowerOfTwo(uint64_t x) { return x != 0 && (x & (x - 1)) == 0; }
+
+/** The outcome as the raw object native/demand-paging.ts shapes into a DemandPagingResult. */
+Napi::Value outcomeToJs(Napi::Env env, const DemandPagingRun::Outcome& out) {
+  auto num = [&](uint64_t v) { return Napi::Number::New(env, static_cast<double>(v)); };
+  Napi::Object o = Napi::Object::New(env);
+  if (out.err != 0) {
+    Napi::Object e = Napi::Object::New(env);
+    e.Set("errno", Napi::Number::New(env, out.err));
+    e.Set("op", Napi::String::New(env, out.op != nullptr ? out.op : "demand paging"));
+    o.Set("error", e);
+  } else {
+    o.Set("error", env.Null());
+  }
+  o.Set("timedOut", Napi::Boolean::New(env, out.timedOut));
+  o.Set("elapsedNs", big(env, out.elapsedNs));
+  Napi::Array vcpus = Napi::Array::New(env, out.vcpus.size());
+  for (size_t i = 0; i < out.vcpus.size(); i++) {
+    const DemandPagingRun::VcpuOutcome& v = out.vcpus[i];
+    Napi::Object vo = Napi::Object::New(env);
+    vo.Set("synced", Napi::Boolean::New(env, v.synced));
+    vo.Set("elapsedNs", big(env, v.elapsedNs));
+    vo.Set("exit", v.synced ? env.Null() : exitToJs(env, v.exit));
+    vo.Set("userfaultExits", num(v.userfaultExits));
+    vcpus.Set(static_cast<uint32_t>(i), vo);
+  }
+  o.Set("vcpus", vcpus);
+  Napi::Object u = Napi::Object::New(env);
+  u.Set("uffds", num(out.uffds));
+  u.Set("faults", num(out.faults));
+  u.Set("resolved", num(out.resolved));
+  u.Set("eexist", num(out.eexist));
+  u.Set("wakes", num(out.wakes));
+  u.Set("units", num(out.units));
+  u.Set("unitsOnce", num(out.unitsOnce));
+  u.Set("unitsMore", num(out.unitsMore));
+  u.Set("unitsNever", num(out.unitsNever));
+  o.Set("uffd", u);
+  Napi::Object k = Napi::Object::New(env);
+  k.Set("exits", num(out.userfaultExits));
+  k.Set("pagesWithExit", num(out.pagesWithExit));
+  k.Set("pagesWithMoreExits", num(out.pagesWithMoreExits));
+  k.Set("violationCount", num(out.violationCount));
+  Napi::Array viol = Napi::Array::New(env, out.violations.size());
+  for (size_t i = 0; i < out.violations.size(); i++) {
+    const DemandPagingRun::Violation& v = out.violations[i];
+    Napi::Object vo = Napi::Object::New(env);
+    vo.Set("vcpu", Napi::Number::New(env, v.vcpu));
+    vo.Set("gpa", big(env, v.gpa));
+    vo.Set("size", big(env, v.size));
+    vo.Set("flags", big(env, v.flags));
+    vo.Set("why", Napi::String::New(env, v.why));
+    viol.Set(static_cast<uint32_t>(i), vo);
+  }
+  k.Set("violations", viol);
+  o.Set("kvmUserfault", k);
+  o.Set("pagesWithoutWrite", out.pagesWithoutWrite < 0 ? env.Null() : num(static_cast<uint64_t>(out.pagesWithoutWrite)));
+  return o;
+}
+
+constexpr uint32_t kMaxRunVcpus = 1024;
+constexpr uint32_t kMaxUffds = 1024;
+
+// (vm, region mapping, bitmap | null, spec) -> Promise<raw outcome>. The spec's fields: see
+// native/addon.ts (RawDemandPagingSpec). The promise settles when every thread of the run has joined.
+Napi::Value DemandPagingRunStart(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  AddonState& st = state(env);
+  DemandPagingRun::Spec spec;
+  spec.vm = st.vms.get(argHandle(info, 0), "KVM_CREATE_VCPU");
+  spec.region = st.mappings.get(argHandle(info, 1), "mmap");
+  if (!isAbsent(info, 2)) spec.bitmap = st.bitmaps.get(argHandle(info, 2), "KVM_SET_USER_MEMORY_REGION2");
+  Napi::Value specValue = arg(info, 3);
+  if (!specValue.IsObject() || specValue.IsArray()) typeError(env, "spec must be an object");
+  Napi::Object o = specValue.As<Napi::Object>();
+
+  const uint64_t regionSize = spec.region->size();
+  const uintptr_t regionHva = spec.region->addr();
+  spec.hostPageSize = static_cast<uint64_t>(propInteger(env, o, "hostPageSize", 1, 1073741824.0));
+  if (spec.hostPageSize != static_cast<uint64_t>(sysconf(_SC_PAGESIZE))) rangeError(env, "spec.hostPageSize must be the host's page size");
+  spec.unitBytes = static_cast<uint64_t>(propInteger(env, o, "unitBytes", 1, 1073741824.0));
+  spec.guestPageSize = static_cast<uint64_t>(propInteger(env, o, "guestPageSize", 8, 1073741824.0));
+  if (!isPowerOfTwo(spec.unitBytes) || spec.unitBytes < spec.hostPageSize || !isPowerOfTwo(spec.guestPageSize)) {
+    rangeError(env, "spec.unitBytes and spec.guestPageSize must be powers of two, unitBytes at least a host page");
+  }
+  if (regionSize == 0 || regionSize % spec.unitBytes != 0 || regionSize % spec.guestPageSize != 0 ||
+      regionHva % spec.unitBytes != 0) {
+    rangeError(env, "the region mapping must be a non-empty multiple of spec.unitBytes and spec.guestPageSize, aligned to unitBytes");
+  }
+  spec.regionGpa = propU64(env, o, "regionGpa");
+  if (spec.regionGpa % spec.hostPageSize != 0 || spec.regionGpa > UINT64_MAX - regionSize) {
+    rangeError(env, "spec.regionGpa must be page aligned and leave room for the region");
+  }
+  spec.syncPort = static_cast<uint16_t>(propInteger(env, o, "syncPort", 0, 65535));
+
+  Napi::Array vcpus = propArray(env, o, "vcpus", kMaxRunVcpus);
+  if (vcpus.Length() == 0) rangeError(env, "spec.vcpus must not be empty");
+  for (uint32_t i = 0; i < vcpus.Length(); i++) {
+    Napi::Object v = elementObject(env, vcpus, i, "vcpus");
+    DemandPagingRun::VcpuSpec vs;
+    vs.id = static_cast<uint32_t>(propInteger(env, v, "id", 0, 4294967295.0));
+    propStruct(env, v, "regs", &vs.regs, sizeof vs.regs);
+    propStruct(env, v, "sregs", &vs.sregs, sizeof vs.sregs);
+    vs.cpu = static_cast<int>(propInteger(env, v, "cpu", -1, CPU_SETSIZE - 1));
+    spec.vcpus.push_back(vs);
+  }
+  spec.mainCpu = static_cast<int>(propInteger(env, o, "mainCpu", -1, CPU_SETSIZE - 1));
+
+  Napi::Value mode = prop(o, "uffdMode");
+  if (mode.IsNull()) {
+    spec.uffdMode = PageResolver::Mode::None;
+  } else if (mode.IsString() && mode.As<Napi::String>().Utf8Value() == "MISSING") {
+    spec.uffdMode = PageResolver::Mode::Missing;
+  } else if (mode.IsString() && mode.As<Napi::String>().Utf8Value() == "MINOR") {
+    spec.uffdMode = PageResolver::Mode::Minor;
+  } else {
+    typeError(env, "spec.uffdMode must be 'MISSING', 'MINOR' or null");
+  }
+  Napi::Array ranges = propArray(env, o, "uffdRanges", kMaxUffds);
+  if ((spec.uffdMode == PageResolver::Mode::None) != (ranges.Length() == 0)) {
+    rangeError(env, "spec.uffdRanges must be empty exactly when spec.uffdMode is null");
+  }
+  for (uint32_t i = 0; i < ranges.Length(); i++) {
+    Napi::Object r = elementObject(env, ranges, i, "uffdRanges");
+    DemandPagingRun::UffdRange range{propU64(env, r, "gpa"), propU64(env, r, "len")};
+    if (range.gpa < spec.regionGpa || range.len == 0 || range.gpa - spec.regionGpa > regionSize ||
+        range.len > regionSize - (range.gpa - spec.regionGpa) || (range.gpa - spec.regionGpa) % spec.unitBytes != 0 ||
+        range.len % spec.unitBytes != 0) {
+      rangeError(env, "spec.uffdRanges[" + std::to_string(i) + "] must be a unit-aligned part of the region");
+    }
+    spec.uffdRanges.push_back(range);
+  }
+  spec.registerMode = propU64(env, o, "registerMode");
+  spec.expectedIoctl = propU64(env, o, "expectedIoctl");
+  spec.readersPerUffd = static_cast<uint32_t>(propInteger(env, o, "readersPerUffd", 1, 1024));
+  spec.delayUs = static_cast<uint32_t>(propInteger(env, o, "delayUs", 0, 4294967295.0));
+  if (spec.bitmap && spec.bitmap->npages() < regionSize / spec.hostPageSize) {
+    rangeError(env, "the userfault bitmap must have a bit per host page of the region");
+  }
+  Napi::Value wv = prop(o, "writeValue");
+  if (!wv.IsNull()) {
+    spec.checkWrites = true;
+    spec.writeValue = propU64(env, o, "writeValue");
+  }
+  spec.timeoutMs = static_cast<uint32_t>(propInteger(env, o, "timeoutMs", 1, 2147483647.0));
+
+  auto run = std::make_shared<DemandPagingRun>(std::move(spec));
+  Napi::Promise::Deferred deferred = Napi::Promise::Deferred::New(env);
+  std::shared_ptr<Poster> poster = st.poster;
+  st.beginAsync(env);
+  try {
+    std::weak_ptr<DemandPagingRun> weak = run;
+    run->start([poster, deferred, weak](DemandPagingRun::Outcome& out) {
+      // The run's coordinator thread (it holds the run, so `weak` locks).
+      auto shared = std::make_shared<DemandPagingRun::Outcome>(std::move(out));
+      std::shared_ptr<DemandPagingRun> run = weak.lock();
+      poster->post([deferred, shared, run](Napi::Env env) {
+        // Main thread: the coordinator only returns after posting; join it before settling.
+        run->join();
+        state(env).endAsync(env);
+        deferred.Resolve(outcomeToJs(env, *shared));
+      });
+    });
+  } catch (...) {
+    st.endAsync(env);
+    throw;
+  }
+  auto& runs = st.runs;
+  runs.erase(std::remove_if(runs.begin(), runs.end(), [](const std::weak_ptr<DemandPagingRun>& w) { return w.expired(); }),
+             runs.end());
+  runs.push_back(run);
+  return deferred.Promise();
+}
+
+// ---------------------------------------------------------------------------------------------------
 // Module
 
 #define EXPORT(name, fn) exports.Set(name, Napi::Function::New(env, guarded<fn>, name))
@@ -1069,6 +1300,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   EXPORT("vcpuGetSregs", VcpuGetSregs);
   EXPORT("vcpuSetSregs", VcpuSetSregs);
   EXPORT("vcpuClose", VcpuClose);
+
+  EXPORT("demandPagingRun", DemandPagingRunStart);
   return exports;
 }
 

@@ -15,10 +15,12 @@ UserfaultBitmap::UserfaultBitmap(uint64_t npages) : npages_(npages) {
   words_ = static_cast<uint64_t*>(p);
 }
 
-UserfaultBitmap::~UserfaultBitmap() { close(); }
+UserfaultBitmap::~UserfaultBitmap() {
+  if (words_ != nullptr) ::munmap(words_, mapBytes_);
+}
 
 uint64_t* UserfaultBitmap::checkedWords(const char* op) const {
-  if (words_ == nullptr) throw SysError(EBADF, op);
+  if (closed_) throw SysError(EBADF, op);
   return words_;
 }
 
@@ -51,7 +53,4 @@ std::vector<uint64_t> UserfaultBitmap::words() const {
   return out;
 }
 
-void UserfaultBitmap::close() {
-  if (words_ != nullptr) ::munmap(words_, mapBytes_);
-  words_ = nullptr;
-}
+void UserfaultBitmap::close() { closed_ = true; }

@@ -1,7 +1,7 @@
 // UserfaultBitmap: the KVM Userfault series' per-memslot bitmap (upstream-selftests.md §F.3): ceil(npages/64)
 // 64-bit words, bit n%64 of word n/64 for page base_gfn + n, in a page-aligned anonymous mapping that KVM
-// reads with atomic loads while vCPUs run. Main thread; the word updates are atomic so that a future
-// resolver thread can share them.
+// reads with atomic loads while vCPUs run. Main thread, except clearRelease(), which a demand-paging
+// run's vCPU threads call under -k (every word update is atomic).
 #pragma once
 
 #include <cstddef>
@@ -20,9 +20,15 @@ class UserfaultBitmap {
   void set(uint64_t n);
   /** Release ordering: the resolver's page contents are visible before KVM sees the bit clear. */
   void clear(uint64_t n);
+  /**
+   * clear() for a resolver thread that holds a reference (a demand-paging run under -k): no closed
+   * check, since close() leaves the words mapped until the last reference is gone.
+   */
+  void clearRelease(uint64_t n) { __atomic_fetch_and(&words_[n / 64], ~(1ull << (n % 64)), __ATOMIC_RELEASE); }
   bool test(uint64_t n) const;
   void fill(bool value);
   std::vector<uint64_t> words() const;
+  /** Refuses further calls (EBADF); the words stay mapped until the last reference is dropped. */
   void close();
 
  private:
@@ -31,4 +37,5 @@ class UserfaultBitmap {
   size_t nwords_;
   size_t mapBytes_;
   uint64_t* words_ = nullptr;
+  bool closed_ = false;
 };

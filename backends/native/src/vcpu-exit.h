@@ -2,6 +2,9 @@
 // the VcpuExit union of harness/backend.ts).
 #pragma once
 
+#include <linux/kvm.h>
+
+#include <cstddef>
 #include <cstdint>
 #include <vector>
 
@@ -32,3 +35,9 @@ struct VcpuExit {
   // fail_entry
   uint64_t failReason = 0;
 };
+
+/**
+ * The outcome of a KVM_RUN that returned `ret` with `err` (errno when ret < 0), read from the vCPU's
+ * `run` of `runSize` bytes. Call it on the thread that issued KVM_RUN, before the next one.
+ */
+VcpuExit decodeVcpuExit(const struct kvm_run* run, size_t runSize, int ret, int err);

@@ -140,76 +140,7 @@ void VcpuThread::threadMain(std::shared_ptr<VcpuThread> self) {
   }
 }
 
-VcpuExit VcpuThread::decode(int ret, int err) const {
-  VcpuExit e;
-  const auto* base = reinterpret_cast<const uint8_t*>(run_);
-  e.exitReason = run_->exit_reason;
-  if (ret < 0) {
-    if ((err == EFAULT || err == EHWPOISON) && run_->exit_reason == kvmuapi::EXIT_MEMORY_FAULT) {
-      // api.rst: KVM_EXIT_MEMORY_FAULT is the one exit that comes with -1 (EFAULT or EHWPOISON).
-      kvmuapi::MemoryFault mf;
-      memcpy(&mf, base + kvmuapi::RUN_EXIT_UNION, sizeof mf);
-      e.kind = VcpuExit::Kind::MemoryFault;
-      e.err = err;
-      e.flags = mf.flags;
-      e.gpa = mf.gpa;
-      e.faultSize = mf.size;
-    } else if (err == EINTR) {
-      e.kind = VcpuExit::Kind::Intr;
-    } else {
-      e.kind = VcpuExit::Kind::Error;
-      e.err = err;
-    }
-    return e;
-  }
-  switch (run_->exit_reason) {
-    case KVM_EXIT_IO: {
-      e.kind = VcpuExit::Kind::Io;
-      e.port = run_->io.port;
-      e.size = run_->io.size;
-      e.direction = run_->io.direction;
-      e.count = run_->io.count;
-      uint64_t off = run_->io.data_offset;
-      uint64_t n = static_cast<uint64_t>(e.size) * e.count;
-      if (off <= runSize_ && n <= runSize_ - off) e.data.assign(base + off, base + off + n);
-      break;
-    }
-    case KVM_EXIT_MMIO: {
-      e.kind = VcpuExit::Kind::Mmio;
-      e.physAddr = run_->mmio.phys_addr;
-      e.len = run_->mmio.len;
-      e.isWrite = run_->mmio.is_write != 0;
-      size_t n = e.len < sizeof run_->mmio.data ? e.len : sizeof run_->mmio.data;
-      e.data.assign(run_->mmio.data, run_->mmio.data + n);
-      break;
-    }
-    case KVM_EXIT_HLT:
-      e.kind = VcpuExit::Kind::Hlt;
-      break;
-    case KVM_EXIT_SHUTDOWN:
-      e.kind = VcpuExit::Kind::Shutdown;
-      break;
-    case KVM_EXIT_INTERNAL_ERROR: {
-      e.kind = VcpuExit::Kind::InternalError;
-      e.suberror = run_->internal.suberror;
-      uint32_t n = run_->internal.ndata;
-      if (n > 16) n = 16;
-      e.internalData.assign(run_->internal.data, run_->internal.data + n);
-      break;
-    }
-    case KVM_EXIT_FAIL_ENTRY:
-      e.kind = VcpuExit::Kind::FailEntry;
-      e.failReason = run_->fail_entry.hardware_entry_failure_reason;
-      break;
-    case KVM_EXIT_INTR:
-      e.kind = VcpuExit::Kind::Intr;
-      break;
-    default:
-      e.kind = VcpuExit::Kind::Other;
-      break;
-  }
-  return e;
-}
+VcpuExit VcpuThread::decode(int ret, int err) const { return decodeVcpuExit(run_, runSize_, ret, err); }
 
 struct kvm_regs VcpuThread::getRegs() {
   std::lock_guard<std::mutex> lock(mu_);

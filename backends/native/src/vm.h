@@ -19,6 +19,8 @@ class Vm {
 
   int fd() const;
   uint32_t type() const { return type_; }
+  /** KVM_GET_VCPU_MMAP_SIZE: the bytes of each vCPU's kvm_run mapping. */
+  int vcpuMmapSize() const { return vcpuMmapSize_; }
   /** KVM_CHECK_EXTENSION on the VM fd. */
   int checkExtension(uint32_t cap) const;
   /** KVM_ENABLE_CAP; returns the ioctl's value. */
