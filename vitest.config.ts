@@ -22,6 +22,8 @@ export default defineConfig({
           name: backend,
           include: ['suites/**/*.test.ts'],
           provide: { kvmconfBackend: backend },
+          // The remote project runs every test through a `kvmconf agent` that this setup starts on loopback.
+          ...(backend === 'remote' ? { globalSetup: ['backends/remote/global-setup.ts'] } : {}),
           testTimeout: 60_000,
           hookTimeout: 60_000,
         },

@@ -22,10 +22,10 @@ export async function loadBackend(name: BackendName, opts: LoadOptions = {}): Pr
       const { loadNative } = await import('./native/load.ts')
       return loadNative()
     }
-    case 'remote':
-      return {
-        available: false,
-        reason: 'the remote backend (kvmconf agent over gRPC) is not built yet',
-      }
+    case 'remote': {
+      // The agent and its token come from KVMCONF_AGENT and KVMCONF_TOKEN_FILE (backends/remote/load.ts).
+      const { loadRemote } = await import('./remote/load.ts')
+      return loadRemote()
+    }
   }
 }
