@@ -5,6 +5,7 @@
 // fact about the machine under test, never as a pass.
 
 import type { Backend, Feature } from './backend.ts'
+import { probeKvmUserfault } from './kvm-util/userfault.ts'
 import { KVM_CAP_NAMES, KVM_CAP_VM_TYPES, KVM_X86_DEFAULT_VM, KVM_X86_VM_TYPE_NAMES } from './uapi/kvm.ts'
 
 /** The part of a vitest test context gating needs: the backend and the skip with a note. */
@@ -20,6 +21,12 @@ export interface Requirement {
   vmType?: number
   /** The backend must be able to do this (BackendInfo.features). */
   feature?: Feature
+  /**
+   * The kernel must have KVM Userfault (series, not upstream): decided by probing
+   * KVM_SET_USER_MEMORY_REGION2 with KVM_MEM_USERFAULT (harness/kvm-util/userfault.ts), never by a
+   * capability number, which is series-specific.
+   */
+  userfault?: true
 }
 
 export function capName(cap: number): string {
@@ -45,6 +52,10 @@ export async function unmet(kvm: Backend, req: Requirement): Promise<string | un
       const want = mask === undefined ? 'non-zero' : `bits 0x${BigInt(mask).toString(16)}`
       return `${capName(cap)} = ${value} on this ${kvm.name} backend, the test needs ${want}`
     }
+  }
+  if (req.userfault) {
+    const probe = await probeKvmUserfault(kvm)
+    if (!probe.supported) return probe.reason
   }
   if (req.vmType !== undefined && req.vmType !== KVM_X86_DEFAULT_VM) {
     const types = await kvm.checkExtension(KVM_CAP_VM_TYPES)

@@ -41,13 +41,19 @@ export function untaggedAddr(addr: bigint): bigint {
 export interface MemoryObject {
   readonly kind: 'anonymous' | 'shmem' | 'guest_memfd'
   readonly pages: PageStore
+  /**
+   * Transparent huge pages back it (anonymous_thp: MADV_HUGEPAGE, as kvm_util maps that backing): a 2 MiB
+   * aligned range inside one mapping of it is one host huge page. Plain anonymous memory is mapped with
+   * MADV_NOHUGEPAGE by kvm_util, and shmem THP is off by default, so neither is.
+   */
+  readonly thp?: boolean
   /** The first page index in [first, end) a host access may not touch (SIGBUS), if any. */
   firstRefusedPage(first: number, end: number): number | undefined
 }
 
-/** Anonymous memory: its own pages, every one accessible. */
-export function anonymousObject(): MemoryObject {
-  return { kind: 'anonymous', pages: new PageStore(), firstRefusedPage: () => undefined }
+/** Anonymous memory: its own pages, every one accessible; `thp` for the anonymous_thp backing. */
+export function anonymousObject(thp = false): MemoryObject {
+  return { kind: 'anonymous', pages: new PageStore(), firstRefusedPage: () => undefined, thp }
 }
 
 /** A shmem file (memfd) of `size` bytes: a page at or past EOF raises SIGBUS, as shmem_fault() does. */
@@ -74,10 +80,39 @@ export function isFault(value: unknown): value is Fault {
   return typeof value === 'object' && value !== null && 'fault' in value
 }
 
+/** Hears that the process's pages in [start, end) went away (an MMU notifier's invalidate_range_start). */
+export type InvalidateRange = (start: bigint, end: bigint) => void
+
 export class AddressSpace {
   /** Mappings sorted by descending start: new ones come from lower addresses, so they append. */
   private readonly vmas: Vma[] = []
   private next = MMAP_BASE
+  private readonly notifiers = new Set<InvalidateRange>()
+
+  /** mmu_notifier_register(): `fn` hears of every range invalidated from now on; call the result to stop. */
+  onInvalidate(fn: InvalidateRange): () => void {
+    this.notifiers.add(fn)
+    return () => this.notifiers.delete(fn)
+  }
+
+  /** mmu_notifier_invalidate_range_start(): the process's page tables lose [start, end). */
+  invalidate(start: bigint, end: bigint): void {
+    for (const fn of this.notifiers) fn(start, end)
+  }
+
+  /**
+   * Invalidates every mapping of `object`'s bytes [offset, offset + length): what unmap_mapping_range()
+   * does when a shared file's pages are removed (MADV_REMOVE, a hole punched), in every alias.
+   */
+  invalidateObject(object: MemoryObject, offset: bigint, length: bigint): void {
+    for (const vma of [...this.vmas]) {
+      if (vma.object !== object) continue
+      const from = offset > vma.offset ? offset : vma.offset
+      const vmaEnd = vma.offset + (vma.end - vma.start)
+      const to = offset + length < vmaEnd ? offset + length : vmaEnd
+      if (from < to) this.invalidate(vma.start + (from - vma.offset), vma.start + (to - vma.offset))
+    }
+  }
 
   /** mmap(NULL, size, ...): the mapping, or ENOMEM when the address space is used up. */
   map(object: MemoryObject, size: bigint, offset = 0n): Vma | 'ENOMEM' {
@@ -94,10 +129,12 @@ export class AddressSpace {
     return vma
   }
 
-  /** munmap() of one whole mapping; unmapping what is not mapped is not an error. */
+  /** munmap() of one whole mapping, the MMU notifiers told first; unmapping what is not mapped is not an error. */
   unmap(vma: Vma): void {
     const i = this.vmas.indexOf(vma)
-    if (i >= 0) this.vmas.splice(i, 1)
+    if (i < 0) return
+    this.invalidate(vma.start, vma.end)
+    this.vmas.splice(i, 1)
   }
 
   /** The mapping that contains `addr`, if any. */
@@ -134,6 +171,28 @@ export class AddressSpace {
       yield { from: cur, to, vma: undefined }
       cur = to
     }
+  }
+
+  /**
+   * What a host access to the page at `addr` would raise (hva_to_pfn() failing), or undefined when the
+   * page can be faulted in.
+   */
+  pageFault(addr: bigint): Fault | undefined {
+    const vma = this.find(addr)
+    if (vma === undefined) return { fault: 'SIGSEGV', address: addr }
+    const index = pageIndex(vma.offset + (addr - vma.start))
+    return vma.object.firstRefusedPage(index, index + 1) === undefined ? undefined : { fault: 'SIGBUS', address: addr }
+  }
+
+  /**
+   * x86 host_pfn_mapping_level() >= PG_LEVEL_2M: the page at `addr` is part of a 2 MiB host page, i.e. a
+   * THP-backed mapping covers the whole 2 MiB-aligned range around it.
+   */
+  hugeMapped(addr: bigint): boolean {
+    const vma = this.find(addr)
+    if (vma === undefined || vma.object.thp !== true) return false
+    const start = addr & ~(PMD_SIZE - 1n)
+    return start >= vma.start && start + PMD_SIZE <= vma.end
   }
 
   get mappingCount(): number {

@@ -16,6 +16,7 @@ import {
   KVM_CAP_X86_GUEST_MODE,
 } from '../../harness/uapi/kvm.ts'
 import type { KernelProfile } from './profiles.ts'
+import { userfaultRules } from './userfault.ts'
 import { maxVcpuIds } from './vcpu.ts'
 import {
   hasReadonlyMem,
@@ -37,6 +38,10 @@ export const KVM_CAP_MAX_VCPU_ID = 128
 
 /** KVM_CHECK_EXTENSION on the system fd (`vmType` null) or on a VM of `vmType`. Unknown caps are 0. */
 export function checkExtension(profile: KernelProfile, vmType: number | null, cap: number): number {
+  // KVM Userfault series: KVM_CAP_USERFAULT (239 in v1/v2, 243 in v3, numbers upstream later gave to arm64
+  // capabilities that x86 answers 0) is 1 on every VM: v2 kvm_has_userfault() is
+  // IS_ENABLED(CONFIG_HAVE_KVM_USERFAULT), v3 CONFIG_KVM_GENERIC_PAGE_FAULT, both built on x86.
+  if (cap === userfaultRules(profile)?.cap) return 1
   switch (cap) {
     case KVM_CAP_USER_MEMORY:
     case KVM_CAP_USER_MEMORY2:

@@ -44,9 +44,9 @@ export interface Idtr {
 
 /**
  * What reading a 16-byte gate gives: its bytes, the GPA of the first byte with no memslot behind it, or
- * an exit the read itself ends in (a memory fault).
+ * how the read itself stops KVM_RUN (`S`: a memory fault exit, a bare EFAULT, a retry; the caller's).
  */
-export type GateRead = Uint8Array | { mmio: bigint } | { exit: VcpuExit }
+export type GateRead<S> = Uint8Array | { mmio: bigint } | { stop: S }
 
 /**
  * Delivers exception `vector` through `idtr` (SDM vol. 3A 6.14.1: 16-byte gates in 64-bit mode):
@@ -58,16 +58,21 @@ export type GateRead = Uint8Array | { mmio: bigint } | { exit: VcpuExit }
  *   kvm_prepare_event_vectoring_exit(), KVM_INTERNAL_ERROR_DELIVERY_EV.
  * - a present gate would start a handler, which no guest program has: an emulation failure, the
  *   emulator's refusal to invent one.
- * `readGate` is given the GPA of a gate (GVA = GPA: lidt keeps the table in the identity map).
+ * `readGate` is given the GPA of a gate (GVA = GPA: lidt keeps the table in the identity map); a read that
+ * stops KVM_RUN is handed back as it came.
  */
-export function deliverException(vector: number, idtr: Idtr, readGate: (gpa: bigint) => GateRead): VcpuExit {
+export function deliverException<S>(
+  vector: number,
+  idtr: Idtr,
+  readGate: (gpa: bigint) => GateRead<S>,
+): VcpuExit | { stop: S } {
   let v = vector
   for (;;) {
     const offset = v * 16
     if (offset + 15 <= idtr.limit) {
       const gpa = idtr.base + BigInt(offset)
       const gate = readGate(gpa)
-      if (!(gate instanceof Uint8Array)) return 'mmio' in gate ? deliveryEventExit(v, gate.mmio) : gate.exit
+      if (!(gate instanceof Uint8Array)) return 'mmio' in gate ? deliveryEventExit(v, gate.mmio) : gate
       if ((gate[5]! & 0x80) !== 0) return emulationFailureExit()
     }
     if (v === DF_VECTOR) return { kind: 'shutdown' }

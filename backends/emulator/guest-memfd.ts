@@ -17,7 +17,7 @@ import type { ErrnoName } from '../../harness/uapi/errno.ts'
 import type { MemoryObject } from './address-space.ts'
 import type { OpenFile } from './fd-table.ts'
 import type { Memslot } from './memslots.ts'
-import { PAGE_SHIFT, PageStore, isPageAligned, pageIndex } from './page-store.ts'
+import { PAGE_SHIFT, PageStore, isPageAligned, pageAlignUp, pageIndex } from './page-store.ts'
 import type { KernelProfile } from './profiles.ts'
 import { toSigned64 } from './u64.ts'
 import type { VmState } from './vm.ts'
@@ -72,6 +72,23 @@ export class GuestMemfdFile implements MemoryObject {
 
   bind(start: number, end: number, slot: Memslot): void {
     this.bindings.splice(this.firstBindingEndingAfter(start), 0, { start, end, slot })
+  }
+
+  /** A guest_memfd slot changed its flags (KVM Userfault series): its binding belongs to the new slot. */
+  rebind(from: Memslot, to: Memslot): void {
+    const i = this.bindings.findIndex((b) => b.slot === from)
+    if (i >= 0) this.bindings[i] = { ...this.bindings[i]!, slot: to }
+  }
+
+  /** The gfns of each slot bound to file pages [start, end): what kvm_gmem_invalidate_begin() zaps. */
+  boundGfns(start: number, end: number): { start: number; end: number }[] {
+    const out: { start: number; end: number }[] = []
+    for (const b of this.bindings) {
+      const from = Math.max(start, b.start)
+      const to = Math.min(end, b.end)
+      if (from < to) out.push({ start: b.slot.baseGfn + (from - b.start), end: b.slot.baseGfn + (to - b.start) })
+    }
+    return out
   }
 
   /** kvm_gmem_unbind(): drops the binding of `slot`, if the file still has one. */
@@ -214,11 +231,17 @@ export function checkFallocate(
 }
 
 /**
- * kvm_gmem_punch_hole(): truncate_inode_pages_range() drops the pages, so they read as zeroes when next
- * touched. A range past EOF drops nothing. (Zapping the guest's mappings of them is the stage-2 model's.)
+ * kvm_gmem_punch_hole(): kvm_gmem_invalidate_begin() zaps the guest's mappings of the bound pages, then
+ * truncate_inode_pages_range() drops the pages, so they read as zeroes when next touched. A range past
+ * EOF drops nothing.
  */
 export function punchHole(file: GuestMemfdFile, offset: bigint, length: bigint): void {
-  if (offset < file.size) file.pages.discard(offset, length)
+  if (offset >= file.size) return
+  const end = offset + length < file.size ? offset + length : file.size
+  const first = pageIndex(offset)
+  const last = pageIndex(pageAlignUp(end))
+  for (const gfns of file.boundGfns(first, last)) file.vm.stage2.zap(gfns.start, gfns.end)
+  file.pages.discard(offset, length)
 }
 
 /** kvm_gmem_mmap(): ENODEV without GUEST_MEMFD_FLAG_MMAP, EINVAL for anything but MAP_SHARED. */

@@ -61,9 +61,15 @@ export interface ExecContext {
   readonly runMmio: Uint8Array
 }
 
-export type Outcome = { kind: 'exit'; exit: VcpuExit } | { kind: 'yield' }
+export type Outcome =
+  | { kind: 'exit'; exit: VcpuExit }
+  /** The chunk's work is done (or a fault must be retried): the run loop yields and goes on. */
+  | { kind: 'yield' }
+  /** KVM_RUN fails with EFAULT and no exit (KVM Userfault's bitmap could not be read). */
+  | { kind: 'errno'; errno: 'EFAULT' }
 
-type Access = { kind: 'done'; bytes: Uint8Array } | { kind: 'exit'; exit: VcpuExit; retired: boolean }
+/** A data access: done, or stopped by an exit (`retired` when the access completed as it exited). */
+type Access = { kind: 'done'; bytes: Uint8Array } | { kind: 'stop'; outcome: Outcome; retired: boolean }
 
 const YIELD: Outcome = { kind: 'yield' }
 const exit = (e: VcpuExit): Outcome => ({ kind: 'exit', exit: e })
@@ -86,14 +92,26 @@ function memoryFaultExit(f: Extract<MemoryExit, { kind: 'memory_fault' }>): Vcpu
   return { kind: 'memory_fault', errno: 'EFAULT', flags: f.flags, gpa: f.gpa, size: BigInt(PAGE_SIZE) }
 }
 
+/** How an access that is neither RAM nor MMIO stops KVM_RUN: an exit, a bare EFAULT, or a retry later. */
+function stopFor(r: Exclude<MemoryExit, { kind: 'mmio' }>): Outcome {
+  switch (r.kind) {
+    case 'memory_fault':
+      return exit(memoryFaultExit(r))
+    case 'efault':
+      return { kind: 'errno', errno: 'EFAULT' }
+    case 'retry':
+      return YIELD
+  }
+}
+
 /**
  * A vCPU that never loaded a program starts at the reset vector, which no guest program occupies: the
  * fetch exits as KVM would for an address without a memslot (test_zero_memory_regions), and the
  * emulator reports the same emulation failure when something is mapped there, as it runs no x86 code.
  */
-export function runWithoutProgram(memory: GuestMemory): VcpuExit {
+export function runWithoutProgram(memory: GuestMemory): Outcome {
   const r = memory.fetchable(RESET_FETCH_GPA)
-  return r?.kind === 'memory_fault' ? memoryFaultExit(r) : emulationFailureExit()
+  return r === undefined || r.kind === 'mmio' ? exit(emulationFailureExit()) : stopFor(r)
 }
 
 /** Runs `program` on `cpu` until it exits to the host or has done CHUNK_UNITS of work. */
@@ -143,7 +161,7 @@ class Chunk {
     for (const gpa of WALKED_PAGES) r ??= this.ctx.memory.fetchable(gpa)
     r ??= this.ctx.memory.fetchable(rip)
     if (r === undefined) return undefined
-    return exit(r.kind === 'mmio' ? emulationFailureExit() : memoryFaultExit(r))
+    return r.kind === 'mmio' ? exit(emulationFailureExit()) : stopFor(r)
   }
 
   private step(s: Step): Outcome | undefined {
@@ -153,9 +171,9 @@ class Chunk {
         const vector = accessException(s.gva, s.width)
         if (vector !== undefined) return this.raise(vector)
         const a = this.access(s.gva, s.width, toLe(s.value ?? cpu.acc, s.width))
-        if (a.kind === 'exit') {
+        if (a.kind === 'stop') {
           if (a.retired) this.next()
-          return exit(a.exit)
+          return a.outcome
         }
         return this.next()
       }
@@ -163,7 +181,7 @@ class Chunk {
         const vector = accessException(s.gva, s.width)
         if (vector !== undefined) return this.raise(vector)
         const a = this.access(s.gva, s.width, null)
-        if (a.kind === 'exit') return exit(a.exit)
+        if (a.kind === 'stop') return a.outcome
         cpu.acc = fromLe(a.bytes)
         return this.next()
       }
@@ -195,17 +213,18 @@ class Chunk {
 
   /** An exception raised by the current step: RIP stays on it, so re-entering raises it again. */
   private raise(vector: number): Outcome {
-    return exit(deliverException(vector, this.cpu.idtr, (gpa) => this.readGate(gpa)))
+    const delivered = deliverException(vector, this.cpu.idtr, (gpa) => this.readGate(gpa))
+    return 'stop' in delivered ? delivered.stop : exit(delivered)
   }
 
   /** The 16 bytes of an IDT gate, read as the CPU does while vectoring (never through userspace MMIO). */
-  private readGate(gpa: bigint): GateRead {
+  private readGate(gpa: bigint): GateRead<Outcome> {
     const gate = new Uint8Array(16)
     for (let at = 0; at < 16; ) {
       const frag = gpa + BigInt(at)
       const n = Math.min(16 - at, pageRemainder(frag))
       const r = this.ctx.memory.read(frag, n)
-      if (!(r instanceof Uint8Array)) return r.kind === 'mmio' ? { mmio: frag } : { exit: memoryFaultExit(r) }
+      if (!(r instanceof Uint8Array)) return r.kind === 'mmio' ? { mmio: frag } : { stop: stopFor(r) }
       gate.set(r, at)
       at += n
     }
@@ -219,7 +238,7 @@ class Chunk {
       const fetchFailed = this.fetch()
       if (fetchFailed !== undefined) return fetchFailed
       const a = this.access(gva, 8, null)
-      if (a.kind === 'exit') return exit(a.exit)
+      if (a.kind === 'stop') return a.outcome
       this.cpu.acc = fromLe(a.bytes)
       if (this.cpu.acc !== value) return this.next()
     }
@@ -230,9 +249,9 @@ class Chunk {
     while (this.cpu.sub < s.pages) {
       if (!this.spend()) return YIELD
       const a = this.access(s.gva + BigInt(this.cpu.sub) * s.stride, 8, data)
-      if (a.kind === 'exit') {
+      if (a.kind === 'stop') {
         if (a.retired) this.cpu.sub++ // RIP stays in the loop: the step ends on re-entry (as on the 6.18 host)
-        return exit(a.exit)
+        return a.outcome
       }
       if (data === null) this.cpu.acc = fromLe(a.bytes)
       this.cpu.sub++
@@ -256,12 +275,12 @@ class Chunk {
           cpu.sub += n
           continue
         }
-        if (r.kind === 'memory_fault') return exit(memoryFaultExit(r))
+        if (r.kind !== 'mmio') return stopFor(r)
       }
       const a = this.access(gpa, 1, Uint8Array.of(s.byte))
-      if (a.kind === 'exit') {
+      if (a.kind === 'stop') {
         if (a.retired) cpu.sub++ // rep stosb's RIP stays on it until re-entry ends it (as on the 6.18 host)
-        return exit(a.exit)
+        return a.outcome
       }
       cpu.sub++
     }
@@ -283,10 +302,10 @@ class Chunk {
           cpu.sub += n
           continue
         }
-        if (r.kind === 'memory_fault') return exit(memoryFaultExit(r))
+        if (r.kind !== 'mmio') return stopFor(r)
       }
       const a = this.access(gpa, 1, null)
-      if (a.kind === 'exit') return exit(a.exit)
+      if (a.kind === 'stop') return a.outcome
       if (a.bytes[0] !== s.byte) cpu.acc++
       cpu.sub++
     }
@@ -310,7 +329,7 @@ class Chunk {
       const piece = data?.slice(at, at + n) ?? null
       const r = done.get(frag) ?? (piece === null ? this.ctx.memory.read(frag, n) : this.ctx.memory.write(frag, piece))
       if (r !== undefined && !(r instanceof Uint8Array)) {
-        if (r.kind === 'memory_fault') return { kind: 'exit', exit: memoryFaultExit(r), retired: false }
+        if (r.kind !== 'mmio') return { kind: 'stop', outcome: stopFor(r), retired: false }
         return this.mmioExit(frag, n, piece, at + n === length)
       }
       if (r instanceof Uint8Array && piece === null) bytes.set(r, at)
@@ -324,10 +343,10 @@ class Chunk {
     if (written !== null) {
       if (last) this.cpu.mmioDone.clear()
       else this.cpu.mmioDone.set(gpa, written)
-      return { kind: 'exit', exit: { kind: 'mmio', physAddr: gpa, len, isWrite: true, data: written }, retired: last }
+      return { kind: 'stop', outcome: exit({ kind: 'mmio', physAddr: gpa, len, isWrite: true, data: written }), retired: last }
     }
     this.cpu.pendingRead = { gpa, len }
     const data = this.ctx.runMmio.slice(0, len)
-    return { kind: 'exit', exit: { kind: 'mmio', physAddr: gpa, len, isWrite: false, data }, retired: false }
+    return { kind: 'stop', outcome: exit({ kind: 'mmio', physAddr: gpa, len, isWrite: false, data }), retired: false }
   }
 }

@@ -26,7 +26,7 @@ import type {
 import { HostFault, KvmError, VcpuTimeout } from '../../harness/errors.ts'
 import { BOOT_SLOT, BOOT_SLOT_GPA, BOOT_SLOT_SIZE, type GuestProgram } from '../../harness/guest-program.ts'
 import { KVM_API_VERSION } from '../../harness/uapi/kvm.ts'
-import type { ErrnoName } from '../../harness/uapi/errno.ts'
+import { errnoNumber, type ErrnoName } from '../../harness/uapi/errno.ts'
 import {
   AVAILABLE_BACKINGS,
   AddressSpace,
@@ -45,8 +45,10 @@ import { GuestMemory } from './guest-memory.ts'
 import { checkGuestProgram } from './guest-program-check.ts'
 import { byteValue, legacyRegion, memoryAttributes, region2, u64Words } from './inputs.ts'
 import { madvise } from './madvise.ts'
+import type { MemoryRegion, MemslotIoctl } from './memslots.ts'
 import { PAGE_SIZE, isPageAligned, pageAlignUp } from './page-store.ts'
 import { DEFAULT_PROFILE, getProfile, type KernelProfile } from './profiles.ts'
+import type { Stage2View } from './stage2.ts'
 import { count, int32, integer, loff, u32, u64 } from './u64.ts'
 import { bitLocation, bitmapBytes, bitmapWords, filledBitmap } from './userfault-bitmap.ts'
 import { VcpuState } from './vcpu.ts'
@@ -55,7 +57,7 @@ import { VmState, checkCreateVm } from './vm.ts'
 export { DEFAULT_PROFILE, defineProfile, getProfile, profileNames, type KernelProfile } from './profiles.ts'
 
 export interface EmulatorOptions {
-  /** A profile name from profiles.ts, or a variant built with defineProfile(); upstream-6.18 when omitted. */
+  /** A profile name from profiles.ts, or a variant built with defineProfile(); DEFAULT_PROFILE when omitted. */
   profile?: string | KernelProfile | undefined
 }
 
@@ -120,7 +122,7 @@ class EmulatorBackend implements Backend {
     this.system('KVM_CREATE_VM')
     const type = count(opts.type ?? 0, 'type')
     check('KVM_CREATE_VM', checkCreateVm(this.profile, type) ?? null)
-    const state = new VmState(this.profile, type)
+    const state = new VmState(this.profile, type, this.memory)
     const fd = check('KVM_CREATE_VM', this.fds.install({ kind: 'vm', vm: state }))
     const vm = new EmulatorVm(this, state, fd)
     this.vms.add(vm)
@@ -135,7 +137,9 @@ class EmulatorBackend implements Backend {
     }
     if (!AVAILABLE_BACKINGS.includes(opts.backing)) throw new TypeError(`backing: unknown '${String(opts.backing)}'`)
     if (size === 0n) throw new KvmError('EINVAL', 'mmap', 'length 0')
-    if (opts.backing !== 'shmem') return this.map(anonymousObject(), size, 0n, opts.backing, null, null)
+    if (opts.backing !== 'shmem') {
+      return this.map(anonymousObject(opts.backing === 'anonymous_thp'), size, 0n, opts.backing, null, null)
+    }
     // memfd_create() + ftruncate(size) + mmap(MAP_SHARED): the mapping carries the memfd.
     const object = shmemObject(size)
     const fd = check('memfd_create', this.fds.install({ kind: 'memfd', object }))
@@ -213,14 +217,36 @@ class EmulatorVm implements Vm {
 
   async setUserMemoryRegion(region: UserspaceMemoryRegion): Promise<void> {
     const op = 'KVM_SET_USER_MEMORY_REGION'
-    const vm = this.live(op)
-    check(op, vm.setMemoryRegion(op, legacyRegion(region), (fd) => this.backend.fds.get(fd)) ?? null)
+    return this.setMemoryRegion(op, this.live(op), legacyRegion(region))
   }
 
   async setUserMemoryRegion2(region: UserspaceMemoryRegion2): Promise<void> {
     const op = 'KVM_SET_USER_MEMORY_REGION2'
-    const vm = this.live(op)
-    check(op, vm.setMemoryRegion(op, region2(region), (fd) => this.backend.fds.get(fd)) ?? null)
+    return this.setMemoryRegion(op, this.live(op), region2(region))
+  }
+
+  /** kvm->slots_lock: memslot updates of a VM happen one at a time, a held one included. */
+  private slotsLock: Promise<void> = Promise.resolve()
+
+  /**
+   * The checks, then a DELETE or MOVE's KVM_MEMSLOT_INVALID window (empty unless a self-test holds it
+   * open with holdMemslotInvalidation()), then the commit.
+   */
+  private setMemoryRegion(op: MemslotIoctl, vm: VmState, region: MemoryRegion): Promise<void> {
+    const update = this.slotsLock.then(async () => {
+      const prepared = check(op, vm.prepareMemoryRegion(op, region, (fd) => this.backend.fds.get(fd)))
+      if (prepared === null) return
+      if (vm.invalidateMemslot(prepared)) {
+        const hold = vm.takeInvalidationHold()
+        if (hold !== undefined) {
+          hold.reached()
+          await hold.released
+        }
+      }
+      vm.commitMemoryRegion(prepared)
+    })
+    this.slotsLock = update.catch(() => undefined)
+    return update
   }
 
   async createGuestMemfd(opts: { size: U64In; flags?: U64In; reserved?: readonly U64In[] }): Promise<GuestMemfd> {
@@ -367,16 +393,14 @@ class EmulatorVcpu implements Vcpu {
   }
 
   /**
-   * KVM_PRE_FAULT_MEMORY is not modelled yet (a later issue brings the stage-2 model): refused with
-   * EOPNOTSUPP whatever the profile, even where KVM_CAP_PRE_FAULT_MEMORY says 1 (upstream-6.18, tdp).
-   * That is a rejection, not a PreFaultResult, so a pre-fault test cannot mistake it for the kernel's answer.
+   * KVM_PRE_FAULT_MEMORY (pre-fault.ts, vcpu.ts): the kernel's answer as a PreFaultResult, the struct as
+   * the ioctl leaves it; a closed or busy vCPU rejects (EBADF, EBUSY) as every vCPU call does.
    */
   async preFaultMemory(range: { gpa: U64In; size: U64In; flags?: U64In }): Promise<PreFaultResult> {
-    u64(range.gpa, 'gpa')
-    u64(range.size, 'size')
-    u64(range.flags ?? 0, 'flags')
-    this.idle('KVM_PRE_FAULT_MEMORY')
-    throw new KvmError('EOPNOTSUPP', 'KVM_PRE_FAULT_MEMORY', 'the emulator has no pre-fault model yet')
+    const input = { gpa: u64(range.gpa, 'gpa'), size: u64(range.size, 'size'), flags: u64(range.flags ?? 0, 'flags') }
+    const r = await this.idle('KVM_PRE_FAULT_MEMORY').preFault(input)
+    if (r.ret === 0) return { ok: true, gpa: r.gpa, size: r.size }
+    return { ok: false, error: { code: r.ret, errno: errnoNumber(r.ret) }, gpa: r.gpa, size: r.size }
   }
 
   /** KVM_GET_REGS' rip: a synthetic address naming the step (guest-program-check.ts, codeBase()). */
@@ -591,7 +615,7 @@ class EmulatorUserfaultBitmap implements UserfaultBitmap {
   }
 }
 
-/** The emulator backend with the given kernel profile (upstream-6.18 by default). */
+/** The emulator backend with the given kernel profile (DEFAULT_PROFILE, userfault-v3, by default). */
 export function createEmulatorBackend(opts: EmulatorOptions = {}): Backend {
   const profile = opts.profile ?? DEFAULT_PROFILE
   return new EmulatorBackend(typeof profile === 'string' ? getProfile(profile) : profile)
@@ -604,6 +628,31 @@ export function createEmulatorBackend(opts: EmulatorOptions = {}): Backend {
 export function vmStateOf(vm: Vm): VmState {
   if (!(vm instanceof EmulatorVm)) throw new TypeError('not a VM of the emulator backend')
   return vm.state
+}
+
+/**
+ * What KVM has mapped of `vm`'s guest memory and at what size (4K or 2M), for the emulator's self-tests
+ * of the stage-2 rules (zaps, 4 KiB-only while KVM_MEM_USERFAULT is set, huge-page recovery, pre-fault).
+ * `warnings` are the kernel WARNs the VM's calls raised. Not part of the contract.
+ */
+export function stage2Of(vm: Vm): Stage2View & { readonly warnings: readonly string[] } {
+  const state = vmStateOf(vm)
+  return {
+    level: (gfn) => state.stage2.level(gfn),
+    mappings: () => state.stage2.mappings(),
+    get warnings() {
+      return state.warnings
+    },
+  }
+}
+
+/**
+ * For self-tests: the next DELETE or MOVE of a memslot of `vm` stops in its KVM_MEMSLOT_INVALID window
+ * (the old slot invalid and zapped, its ioctl not yet returned) until `release()`; `reached` resolves
+ * once it is there. Meanwhile vCPU faults on the slot are retried and KVM_PRE_FAULT_MEMORY gets EAGAIN.
+ */
+export function holdMemslotInvalidation(vm: Vm): { reached: Promise<void>; release(): void } {
+  return vmStateOf(vm).holdNextInvalidation()
 }
 
 /** The loader backends/index.ts calls: the emulator is always available. An unknown profile throws. */

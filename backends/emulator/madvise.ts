@@ -1,6 +1,7 @@
 // madvise(2) (mm/madvise.c) over the emulated address space, for the advice the memory tests use.
-// The effects are on contents only (which pages read as zero afterwards); page-size effects such as
-// MADV_HUGEPAGE and MADV_COLLAPSE on anonymous memory are accepted and change nothing here.
+// The effects are on contents (which pages read as zero afterwards) and, through the MMU notifiers, on
+// KVM's mappings of the pages that went away; page-size effects such as MADV_HUGEPAGE and MADV_COLLAPSE
+// on anonymous memory are accepted and change nothing here.
 
 import {
   MADV_COLLAPSE,
@@ -45,25 +46,29 @@ export function madvise(space: AddressSpace, start: bigint, length: bigint, advi
       hole = true
       continue
     }
-    const refused = adviseVma(vma, vma.offset + (from - vma.start), to - from, advice)
+    const refused = adviseVma(space, vma, from, to, advice)
     if (refused !== undefined) return refused
   }
   return hole ? 'ENOMEM' : undefined
 }
 
-/** One mapping's share of the advice: `offset`/`length` are in the object behind it. */
-function adviseVma(vma: Vma, offset: bigint, length: bigint, advice: number): ErrnoName | undefined {
+/** One mapping's share of the advice, over its addresses [from, to). */
+function adviseVma(space: AddressSpace, vma: Vma, from: bigint, to: bigint, advice: number): ErrnoName | undefined {
   const object = vma.object
+  const offset = vma.offset + (from - vma.start)
+  const length = to - from
   switch (advice) {
     case MADV_DONTNEED:
-      // Private anonymous pages are freed (they read as zero again); a shared file's pages stay in the
-      // page cache and only the page tables go.
+      // The page tables go (the MMU notifiers hear it). Private anonymous pages are freed (they read as
+      // zero again); a shared file's pages stay in the page cache.
+      space.invalidate(from, to)
       if (object.kind === 'anonymous') object.pages.discard(offset, length)
       return undefined
     case MADV_REMOVE:
       // madvise_remove(): needs a shared file mapping (EINVAL otherwise), then vfs_fallocate(PUNCH_HOLE |
-      // KEEP_SIZE) on it, which shmem and guest_memfd both honour.
+      // KEEP_SIZE) on it, which shmem and guest_memfd both honour: the pages leave every mapping of them.
       if (object.kind === 'anonymous') return 'EINVAL'
+      space.invalidateObject(object, offset, length)
       object.pages.discard(offset, length)
       return undefined
     case MADV_POPULATE_READ:

@@ -1,4 +1,5 @@
-// One test per kvm_set_memory_region() rule, in the kernel's order (memslots.ts), through the contract.
+// One test per kvm_set_memory_region() rule, in the kernel's order (memslots.ts), through the contract,
+// on upstream-6.18 (the KVM Userfault series' changes to these rules: userfault.spec.ts).
 
 import fc from 'fast-check'
 import { afterEach, beforeEach, describe, expect, test } from 'vitest'
@@ -22,7 +23,7 @@ let kvm: Backend
 let vm: Vm
 
 beforeEach(async () => {
-  kvm = createEmulatorBackend()
+  kvm = createEmulatorBackend({ profile: 'upstream-6.18' })
   vm = await kvm.createVm()
 })
 afterEach(() => kvm.close())

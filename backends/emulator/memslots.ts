@@ -4,6 +4,9 @@
 //   kvm_vm_ioctl() dispatch -> kvm_vm_ioctl_set_memory_region() -> check_memory_region_flags()
 //   -> kvm_set_memory_region() (sanity checks, then CREATE/MOVE/FLAGS_ONLY/DELETE, overlap,
 //   kvm_gmem_bind()) -> kvm_set_memslot() -> x86 kvm_arch_prepare_memory_region().
+// A change is prepared (every check; the new slot built) and then committed, so that a DELETE or MOVE can
+// sit in kvm_set_memslot()'s KVM_MEMSLOT_INVALID window between the two (vm.ts). The KVM Userfault
+// series' changes to these rules are in userfault.ts; what a change does to stage-2 is memslot-mmu.ts's.
 
 import {
   KVM_MEM_GUEST_MEMFD,
@@ -13,6 +16,7 @@ import {
   KVM_SET_USER_MEMORY_REGION_V1_FLAGS,
 } from '../../harness/uapi/kvm.ts'
 import type { ErrnoName } from '../../harness/uapi/errno.ts'
+import { KVM_MEM_USERFAULT } from '../../harness/uapi/series.ts'
 import { accessOk, untaggedAddr } from './address-space.ts'
 import { DirtyBitmap } from './dirty-log.ts'
 import type { GuestMemfdFile } from './guest-memfd.ts'
@@ -20,6 +24,7 @@ import type { MemslotTable } from './memslot-table.ts'
 import { PAGE_SHIFT, isPageAligned } from './page-store.ts'
 import type { KernelProfile } from './profiles.ts'
 import { U64_MAX } from './u64.ts'
+import { checkGmemSlotChange, checkUserfaultBitmap, userfaultRules, type UserfaultRules } from './userfault.ts'
 import { hasReadonlyMem, nrMemslotAsIds } from './vm-types.ts'
 
 export type MemslotIoctl = 'KVM_SET_USER_MEMORY_REGION' | 'KVM_SET_USER_MEMORY_REGION2'
@@ -54,8 +59,10 @@ export interface Memslot {
   gmemOnly?: boolean
   /** Present exactly while KVM_MEM_LOG_DIRTY_PAGES is set. */
   dirtyBitmap: DirtyBitmap | null
-  /** KVM Userfault series (later profiles): the user address of the slot's bitmap. */
+  /** KVM Userfault series: the user address of the slot's bitmap, taken while KVM_MEM_USERFAULT is set. */
   userfaultBitmap: bigint | null
+  /** KVM_MEMSLOT_INVALID: the slot is being deleted or moved (kvm_invalidate_memslot()). */
+  invalid?: boolean
 }
 
 /** What the memslot rules need to know about one VM. */
@@ -69,6 +76,8 @@ export interface MemslotRules {
   readonly readonlyMem: boolean
   /** x86 kvm_mmu_max_gfn() */
   readonly maxGfn: number
+  /** The KVM Userfault series' rules, or null for a kernel without it. */
+  readonly userfault: UserfaultRules | null
 }
 
 export function memslotRules(profile: KernelProfile, vmType: number): MemslotRules {
@@ -78,6 +87,7 @@ export function memslotRules(profile: KernelProfile, vmType: number): MemslotRul
     guestMemfd: profile.guestMemfd,
     readonlyMem: hasReadonlyMem(profile, vmType),
     maxGfn: 2 ** (profile.maxGpaBits - PAGE_SHIFT) - 1,
+    userfault: userfaultRules(profile),
   }
 }
 
@@ -97,11 +107,12 @@ export function checkSlotId(rules: MemslotRules, slot: number): ErrnoName | unde
 /**
  * check_memory_region_flags(): the flags this VM accepts given the flags asked for. 6.18 accepts
  * GUEST_MEMFD on every VM type once guest_memfd is built; dirty logging and read-only are not
- * offered together with it. (The KVM Userfault profiles will add KVM_MEM_USERFAULT here.)
+ * offered together with it. The KVM Userfault series (v2, v3) adds KVM_MEM_USERFAULT, with any of them.
  */
 export function validMemoryRegionFlags(rules: MemslotRules, flags: number): number {
   let valid = KVM_MEM_LOG_DIRTY_PAGES
   if (rules.guestMemfd) valid |= KVM_MEM_GUEST_MEMFD
+  if (rules.userfault !== null) valid |= KVM_MEM_USERFAULT
   if (flags & KVM_MEM_GUEST_MEMFD) valid &= ~KVM_MEM_LOG_DIRTY_PAGES
   if (rules.readonlyMem && !(flags & KVM_MEM_GUEST_MEMFD)) valid |= KVM_MEM_READONLY
   return valid
@@ -134,6 +145,9 @@ export function checkRegion(rules: MemslotRules, r: MemoryRegion): ErrnoName | u
   ) {
     return 'EINVAL'
   }
+  // KVM Userfault (v2/v3): with the flag, a tagged or inaccessible userfault_bitmap -> EINVAL
+  const bitmap = checkUserfaultBitmap(rules.userfault, r)
+  if (bitmap !== undefined) return bitmap
   // as_id >= kvm_arch_nr_memslot_as_ids(kvm) -> EINVAL (id >= KVM_MEM_SLOTS_NUM cannot happen here:
   // checkSlotId() already bounded it by KVM_USER_MEM_SLOTS)
   if (asId >= rules.nrAsIds) return 'EINVAL'
@@ -153,23 +167,28 @@ export type MemslotChange =
   | { kind: 'none'; old: Memslot }
 
 /** kvm_set_memory_region(): which change the request is, given the slot `old` it names (if any). */
-export function classifyChange(old: Memslot | undefined, r: MemoryRegion): MemslotChange | ErrnoName {
+export function classifyChange(
+  rules: Pick<MemslotRules, 'userfault'>,
+  old: Memslot | undefined,
+  r: MemoryRegion,
+): MemslotChange | ErrnoName {
   if (r.memorySize === 0n) {
     // Deleting a slot that does not exist -> EINVAL
     return old === undefined ? 'EINVAL' : { kind: 'delete', old }
   }
   if (old === undefined) return { kind: 'create' }
-  // Modifying: "private memslots are immutable, they can only be deleted" -> EINVAL
-  if (r.flags & KVM_MEM_GUEST_MEMFD) return 'EINVAL'
+  const baseGfn = Number(r.guestPhysAddr >> BigInt(PAGE_SHIFT))
+  const kind = baseGfn !== old.baseGfn ? 'move' : r.flags !== old.flags ? 'flags_only' : 'none'
+  // Modifying a slot whose new flags have GUEST_MEMFD: upstream "private memslots are immutable, they can
+  // only be deleted" -> EINVAL; the KVM Userfault series relaxes it, v2 and v3 differently (userfault.ts).
+  const gmem = checkGmemSlotChange(rules.userfault, old.flags, r.flags, kind)
+  if (gmem !== undefined) return gmem
   // A different userspace_addr or size, or toggling READONLY -> EINVAL
   const npages = Number(r.memorySize >> BigInt(PAGE_SHIFT))
   if (r.userspaceAddr !== old.userspaceAddr || npages !== old.npages || (r.flags ^ old.flags) & KVM_MEM_READONLY) {
     return 'EINVAL'
   }
-  const baseGfn = Number(r.guestPhysAddr >> BigInt(PAGE_SHIFT))
-  if (baseGfn !== old.baseGfn) return { kind: 'move', old }
-  if (r.flags !== old.flags) return { kind: 'flags_only', old }
-  return { kind: 'none', old }
+  return { kind, old }
 }
 
 /** x86 kvm_arch_prepare_memory_region(): CREATE/MOVE whose last gfn is past kvm_mmu_max_gfn() -> EINVAL. */
@@ -188,17 +207,24 @@ export interface GmemHooks {
   bind(slot: Memslot, fd: number, offset: bigint): ErrnoName | undefined
 }
 
+/** A change every check has passed: the slot it makes (null for a DELETE), to commit. */
+export interface MemslotUpdate {
+  readonly change: Exclude<MemslotChange, { kind: 'none' }>
+  readonly slot: Memslot | null
+}
+
 /**
- * KVM_SET_USER_MEMORY_REGION[2] on a VM whose slots are `table`: every check in the kernel's order, then
- * the change. Returns the errno, or undefined on success (including "nothing to change").
+ * KVM_SET_USER_MEMORY_REGION[2] on a VM whose slots are `table`: every check in the kernel's order and
+ * the new slot (with its guest_memfd binding). Returns the errno, null when there is nothing to change,
+ * or the update for commitMemoryRegion().
  */
-export function setMemoryRegion(
+export function prepareMemoryRegion(
   table: MemslotTable,
   rules: MemslotRules,
   ioctl: MemslotIoctl,
   r: MemoryRegion,
   gmem: GmemHooks,
-): ErrnoName | undefined {
+): ErrnoName | MemslotUpdate | null {
   const refused =
     checkIoctlFlags(ioctl, r.flags) ??
     checkSlotId(rules, r.slot) ??
@@ -208,15 +234,14 @@ export function setMemoryRegion(
 
   const asId = r.slot >>> 16
   const id = r.slot & 0xffff
-  const change = classifyChange(table.get(asId, id), r)
+  const change = classifyChange(rules, table.get(asId, id), r)
   if (typeof change === 'string') return change
   switch (change.kind) {
     case 'none':
-      return undefined
+      // Same gpa and flags: return 0 early. A new userfault_bitmap is not looked at (KVM Userfault).
+      return null
     case 'delete':
-      table.remove(change.old)
-      freeMemslot(change.old)
-      return undefined
+      return { change, slot: null }
   }
 
   const baseGfn = Number(r.guestPhysAddr >> BigInt(PAGE_SHIFT))
@@ -241,12 +266,20 @@ export function setMemoryRegion(
     userspaceAddr: r.userspaceAddr,
     gmem: null,
     dirtyBitmap: null,
-    userfaultBitmap: null,
+    // KVM Userfault (v2/v3): the new slot takes the request's pointer while the flag is set; only "nothing
+    // to change" above keeps the old one [inferred from the early return, F.3].
+    userfaultBitmap: (r.flags & KVM_MEM_USERFAULT) !== 0 ? r.userfaultBitmap : null,
   }
   if (r.flags & KVM_MEM_GUEST_MEMFD) {
-    // Only a CREATE gets here with GUEST_MEMFD (modifications were refused above).
-    const bound = gmem.bind(slot, r.guestMemfd, r.guestMemfdOffset)
-    if (bound !== undefined) return bound
+    if (old === undefined) {
+      const bound = gmem.bind(slot, r.guestMemfd, r.guestMemfdOffset)
+      if (bound !== undefined) return bound
+    } else {
+      // Only the KVM Userfault series lets a guest_memfd slot change (FLAGS_ONLY): kvm_gmem_bind() runs on
+      // CREATE only, so the new slot keeps the old one's binding (moved over at commit).
+      slot.gmem = old.gmem
+      if (old.gmemOnly !== undefined) slot.gmemOnly = old.gmemOnly
+    }
   }
   // A MOVE or FLAGS_ONLY that drops GUEST_MEMFD from a guest_memfd slot passes every check above. As
   // read, kvm_commit_memory_region() then frees the old slot without kvm_gmem_unbind(), so its file range
@@ -258,13 +291,25 @@ export function setMemoryRegion(
   if (change.kind === 'create' || change.kind === 'move') {
     const arch = checkArchPrepare(rules, baseGfn, npages)
     if (arch !== undefined) {
-      slot.gmem?.file.unbind(slot) // kvm_set_memory_region(): out_unbind
+      if (old === undefined) slot.gmem?.file.unbind(slot) // kvm_set_memory_region(): out_unbind
       return arch
     }
   }
-  if (old !== undefined) table.remove(old)
+  return { change, slot }
+}
+
+/** kvm_commit_memory_region(): the slot table after an update; a deleted slot is freed. */
+export function commitMemoryRegion(table: MemslotTable, update: MemslotUpdate): void {
+  const { change, slot } = update
+  if (change.kind !== 'create') table.remove(change.old)
+  if (change.kind === 'delete' || slot === null) {
+    if (change.kind !== 'create') freeMemslot(change.old)
+    return
+  }
+  if (change.kind !== 'create' && slot.gmem !== null && slot.gmem === change.old.gmem) {
+    slot.gmem.file.rebind(change.old, slot)
+  }
   table.insert(slot)
-  return undefined
 }
 
 /** kvm_free_memslot(): unbinds guest_memfd. */

@@ -1,10 +1,9 @@
 import { describe, expect, test } from 'vitest'
 import { KVM_X86_DEFAULT_VM, KVM_X86_SW_PROTECTED_VM } from '../../harness/uapi/kvm.ts'
-import { DEFAULT_PROFILE, PVM_6_18, UPSTREAM_6_18, defineProfile, getProfile, profileNames } from './profiles.ts'
+import { DEFAULT_PROFILE, PVM_6_18, UPSTREAM_6_18, USERFAULT_V2, USERFAULT_V3, defineProfile, getProfile, profileNames } from './profiles.ts'
 
 describe('profiles', () => {
-  test('upstream-6.18 is the default and says what the suites are written to', () => {
-    expect(DEFAULT_PROFILE).toBe('upstream-6.18')
+  test('upstream-6.18 says what the suites are written to', () => {
     expect(getProfile('upstream-6.18')).toMatchObject({
       arch: 'x86_64',
       tdp: true,
@@ -35,9 +34,26 @@ describe('profiles', () => {
     })
   })
 
+  test('userfault-v2 and userfault-v3 are upstream-6.18 plus one version of the KVM Userfault series', () => {
+    for (const [name, series] of [['userfault-v2', 'v2'], ['userfault-v3', 'v3']] as const) {
+      const { name: _n, description: _d, userfault, ...rest } = getProfile(name)
+      const { name: _un, description: _ud, userfault: none, ...upstream } = UPSTREAM_6_18
+      expect(rest, name).toEqual(upstream)
+      expect(none).toBeNull()
+      expect(userfault, name).toEqual({ series })
+    }
+    expect([USERFAULT_V2.name, USERFAULT_V3.name]).toEqual(['userfault-v2', 'userfault-v3'])
+  })
+
+  test('the default is userfault-v3: upstream 6.18 plus the latest posted series, so a plain run covers every suite', () => {
+    expect(DEFAULT_PROFILE).toBe('userfault-v3')
+  })
+
   test('an unknown name throws and lists the known ones', () => {
-    expect(() => getProfile('upstream-6.17')).toThrow(/unknown emulator profile 'upstream-6.17'.*upstream-6.18, pvm-6.18/)
-    expect(profileNames()).toEqual(['upstream-6.18', 'pvm-6.18'])
+    expect(() => getProfile('upstream-6.17')).toThrow(
+      /unknown emulator profile 'upstream-6.17'.*upstream-6.18, pvm-6.18, userfault-v2, userfault-v3/,
+    )
+    expect(profileNames()).toEqual(['upstream-6.18', 'pvm-6.18', 'userfault-v2', 'userfault-v3'])
   })
 
   test('a variant is a base with options overridden, frozen', () => {

@@ -1,16 +1,18 @@
 // Kernel profiles: which KVM the emulator models, as data.
 //
 // A profile is a flat set of options; a variant is an existing profile with some options overridden
-// (`defineProfile(base, overrides)`), so the KVM Userfault profiles (userfault-v2, userfault-v3) will be
+// (`defineProfile(base, overrides)`), so the KVM Userfault profiles (userfault-v2, userfault-v3) are
 // upstream-6.18 plus a `userfault` series option. The rules in the other files read options from here and
 // never test a profile's name.
 
-import type { SeriesVersion } from '../../harness/uapi/series.ts'
 import { KVM_USER_MEM_SLOTS, KVM_X86_DEFAULT_VM, KVM_X86_SW_PROTECTED_VM } from '../../harness/uapi/kvm.ts'
 
-/** The KVM Userfault series a profile applies on top of upstream (later issues fill this in). */
+/** The versions of the KVM Userfault series the emulator models (their rules: userfault.ts). */
+export type ModelledSeries = 'v2' | 'v3'
+
+/** The KVM Userfault series a profile applies on top of upstream. */
 export interface UserfaultOption {
-  series: SeriesVersion
+  series: ModelledSeries
 }
 
 export interface KernelProfile {
@@ -100,11 +102,36 @@ export const PVM_6_18: KernelProfile = defineProfile(UPSTREAM_6_18, {
   supportedQuirks: 0x5ff,
 })
 
+/**
+ * Upstream 6.18 with the KVM Userfault series v2 (9 Jan 2025, lore 20250109204929.1106563-1-jthoughton@google.com)
+ * applied: KVM_CAP_USERFAULT is 239, a guest_memfd slot may only toggle KVM_MEM_USERFAULT.
+ */
+export const USERFAULT_V2: KernelProfile = defineProfile(UPSTREAM_6_18, {
+  name: 'userfault-v2',
+  description: 'upstream Linux 6.18 plus the KVM Userfault series v2 (Jan 2025; KVM_CAP_USERFAULT 239)',
+  userfault: { series: 'v2' },
+})
+
+/**
+ * Upstream 6.18 with the KVM Userfault series v3 (18 Jun 2025, lore 20250618042424.330664-1-jthoughton@google.com),
+ * the latest posted: KVM_CAP_USERFAULT is 243, guest_memfd slots may change but not move.
+ */
+export const USERFAULT_V3: KernelProfile = defineProfile(UPSTREAM_6_18, {
+  name: 'userfault-v3',
+  description: 'upstream Linux 6.18 plus the KVM Userfault series v3 (Jun 2025; KVM_CAP_USERFAULT 243)',
+  userfault: { series: 'v3' },
+})
+
 export const PROFILES: ReadonlyMap<string, KernelProfile> = new Map(
-  [UPSTREAM_6_18, PVM_6_18].map((p) => [p.name, p]),
+  [UPSTREAM_6_18, PVM_6_18, USERFAULT_V2, USERFAULT_V3].map((p) => [p.name, p]),
 )
 
-export const DEFAULT_PROFILE = UPSTREAM_6_18.name
+/**
+ * The emulator's default: upstream 6.18 plus the latest posted KVM Userfault series, so a plain run
+ * exercises every suite. A comparison with a real kernel uses the profile that matches it (pvm-6.18 for
+ * the project's machines: backends/differential).
+ */
+export const DEFAULT_PROFILE = USERFAULT_V3.name
 
 export function profileNames(): string[] {
   return [...PROFILES.keys()]

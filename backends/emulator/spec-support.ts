@@ -2,7 +2,7 @@
 // vCPU to its next exit with a deadline so a stuck spec fails instead of hanging.
 
 import { expect } from 'vitest'
-import type { Backend, HostMapping, RunOptions, Vcpu, VcpuExit, Vm } from '../../harness/backend.ts'
+import type { Backend, Backing, HostMapping, RunOptions, UserfaultBitmap, Vcpu, VcpuExit, Vm } from '../../harness/backend.ts'
 import type { GuestStep } from '../../harness/guest-program.ts'
 import { createEmulatorBackend } from './index.ts'
 
@@ -62,3 +62,46 @@ export async function nextSignal(vcpu: Vcpu, opts: RunOptions = {}): Promise<num
 }
 
 export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
+
+/** A VM with slot 10 at GPA made through KVM_SET_USER_MEMORY_REGION2, for the stage-2 and userfault specs. */
+export interface SlotVm {
+  kvm: Backend
+  vm: Vm
+  /** The slot's host memory. */
+  mem: HostMapping
+  /** The slot's userfault bitmap (every bit clear at first). */
+  bitmap: UserfaultBitmap
+  /** KVM_SET_USER_MEMORY_REGION2 of slot 10 with `flags`, `gpa` (GPA by default) and the slot's bitmap unless given. */
+  set(flags: number, o?: { gpa?: number | bigint; userfaultBitmap?: bigint; guestMemfd?: number }): Promise<void>
+  /** The gfn of page `n` of the slot at GPA. */
+  gfn(n: number): number
+}
+
+/**
+ * A VM (`profile`, userfault-v3 unless given; `type`) with `pages` pages of `backing` memory (anonymous_thp
+ * by default: 2 MiB aligned, so huge mappings are possible) and slot 10 over them with `flags` (unless
+ * `create: false`: the spec makes it with set()).
+ */
+export async function slotVm(
+  o: { profile?: string; type?: number; pages?: number; backing?: Backing; flags?: number; create?: boolean } = {},
+): Promise<SlotVm> {
+  const kvm = createEmulatorBackend({ profile: o.profile ?? 'userfault-v3' })
+  const vm = await kvm.createVm({ type: o.type ?? 0 })
+  const pages = o.pages ?? 1024
+  const mem = await kvm.mmap({ size: pages * PAGE, backing: o.backing ?? 'anonymous_thp' })
+  const bitmap = await kvm.createUserfaultBitmap(pages)
+  const set: SlotVm['set'] = (flags, s = {}) =>
+    vm.setUserMemoryRegion2({
+      slot: 10, flags, guestPhysAddr: s.gpa ?? GPA, memorySize: pages * PAGE, userspaceAddr: mem.addr,
+      userfaultBitmap: s.userfaultBitmap ?? bitmap.addr, guestMemfd: s.guestMemfd ?? 0,
+    })
+  if (o.create !== false) await set(o.flags ?? 0)
+  return { kvm, vm, mem, bitmap, set, gfn: (n) => GPA / PAGE + n }
+}
+
+/** Runs `steps` on a fresh vCPU 0 of `vm` to their first exit. */
+export async function runSteps(vm: Vm, steps: GuestStep[]): Promise<{ vcpu: Vcpu; exit: VcpuExit }> {
+  const vcpu = await vm.createVcpu(0)
+  await vcpu.loadProgram({ steps })
+  return { vcpu, exit: await run(vcpu) }
+}

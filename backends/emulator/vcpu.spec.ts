@@ -122,11 +122,11 @@ describe('KVM_RUN', () => {
     expect(await running).toEqual({ kind: 'intr' })
   })
 
-  test('KVM_PRE_FAULT_MEMORY is not modelled yet: EOPNOTSUPP, whatever the profile', async () => {
-    for (const profile of ['upstream-6.18', 'pvm-6.18']) {
-      const vcpu = await (await createEmulatorBackend({ profile }).createVm()).createVcpu(0)
-      await expect(vcpu.preFaultMemory({ gpa: 0, size: PAGE })).rejects.toMatchObject({ code: 'EOPNOTSUPP', op: 'KVM_PRE_FAULT_MEMORY' })
-    }
+  test('KVM_PRE_FAULT_MEMORY answers as the ioctl does (a PreFaultResult), per profile (pre-fault.spec.ts has the rules)', async () => {
+    const tdp = await (await createEmulatorBackend({ profile: 'upstream-6.18' }).createVm()).createVcpu(0)
+    expect(await tdp.preFaultMemory({ gpa: 0, size: PAGE })).toEqual({ ok: false, error: { code: 'ENOENT', errno: 2 }, gpa: 0n, size: 4096n })
+    const pvm = await (await createEmulatorBackend({ profile: 'pvm-6.18' }).createVm()).createVcpu(0)
+    expect(await pvm.preFaultMemory({ gpa: 0, size: PAGE })).toMatchObject({ ok: false, error: { code: 'ENOSPC' } })
   })
 
   test('getRip is the reset vector without a program, then code + step * 16 in the vCPU\'s area', async () => {

@@ -10,6 +10,7 @@ import type { ErrnoName } from '../../harness/uapi/errno.ts'
 import { codeBase, STEP_BYTES, type CheckedProgram } from './guest-program-check.ts'
 import type { GuestMemory } from './guest-memory.ts'
 import { GuestCpu, RESET_RIP, execute, runWithoutProgram, type Outcome } from './guest-program.ts'
+import { checkPreFault, preFaultStep, type PreFaultRange } from './pre-fault.ts'
 import type { KernelProfile } from './profiles.ts'
 import type { VmState } from './vm.ts'
 
@@ -53,19 +54,27 @@ export function checkMmuLoad(profile: KernelProfile, vm: VmState): ErrnoName | u
 
 export type RunOutcome =
   | { kind: 'exit'; exit: VcpuExit }
-  /** KVM_RUN failed before entering the guest. */
+  /** KVM_RUN failed: before entering the guest, or with no exit information (a bare EFAULT). */
   | { kind: 'errno'; errno: ErrnoName }
   /** The deadline passed with the guest still running; it is stopped where it was, as after a kick. */
   | { kind: 'timeout' }
 
 const yieldToHost = () => new Promise<void>((resolve) => setImmediate(resolve))
 
+/** KVM_PRE_FAULT_MEMORY's outcome: the ioctl's return (0 or the errno) and the struct as it is left. */
+export interface PreFaultOutcome {
+  ret: 0 | ErrnoName
+  gpa: bigint
+  size: bigint
+}
+
 export class VcpuState {
   readonly cpu = new GuestCpu()
   private program: CheckedProgram | null = null
-  private running = false
+  /** The vCPU ioctl in flight on the vCPU's thread (vcpu->mutex held), if any. */
+  private busy: 'KVM_RUN' | 'KVM_PRE_FAULT_MEMORY' | null = null
   private closed = false
-  /** A kick or close the running KVM_RUN has yet to see (immediate_exit plus a signal). */
+  /** A kick or close the ioctl in flight has yet to see (immediate_exit plus a signal). */
   private stop: 'kick' | 'close' | null = null
   /**
    * kvm_run.mmio.data, what an MMIO read gets when KVM_RUN comes without `mmioData`: KVM fills it only
@@ -83,8 +92,9 @@ export class VcpuState {
     vm.retain() // create_vcpu_fd() holds a reference to the VM (kvm_get_kvm())
   }
 
+  /** Whether an ioctl is in flight (KVM_RUN or KVM_PRE_FAULT_MEMORY): every other one is EBUSY. */
   get isRunning(): boolean {
-    return this.running
+    return this.busy !== null
   }
 
   get isClosed(): boolean {
@@ -122,7 +132,7 @@ export class VcpuState {
    * (EBUSY: the vCPU's thread is taken), more `ioData` than the last io exit has room for (EINVAL).
    */
   checkRun(ioDataLength: number): ErrnoName | undefined {
-    if (this.running) return 'EBUSY'
+    if (this.busy !== null) return 'EBUSY'
     if (ioDataLength > this.ioRoom) return 'EINVAL'
     return undefined
   }
@@ -133,7 +143,7 @@ export class VcpuState {
    * close stops it at the next yield (`intr`), or `deadline` (performance.now()) passes (`timeout`).
    */
   async run(mmioData: Uint8Array | undefined, deadline: number | undefined): Promise<RunOutcome> {
-    this.running = true
+    this.busy = 'KVM_RUN'
     try {
       if (mmioData !== undefined) this.runMmio.set(mmioData)
       this.cpu.completeMmioRead(this.runMmio)
@@ -151,16 +161,55 @@ export class VcpuState {
           this.noteExit(outcome.exit)
           return outcome
         }
+        if (outcome.kind === 'errno') return outcome
       }
     } finally {
-      this.running = false
+      this.busy = null
       // The native backend clears immediate_exit when KVM_RUN returns: a kick is for one run only.
       if (this.stop === 'kick') this.stop = null
     }
   }
 
+  /**
+   * KVM_PRE_FAULT_MEMORY (kvm_vcpu_pre_fault_memory()): the argument checks, then one arch step at a time
+   * (each maps up to a huge page, pre-fault.ts) until the range is done or a step fails. The host gets in
+   * before every step (cond_resched()), so a kick lands as a pending signal: EINTR at the next step. The
+   * ioctl returns 0 once any page was processed, with what is left in `gpa`/`size`; the error only when
+   * nothing was.
+   */
+  async preFault(range: PreFaultRange): Promise<PreFaultOutcome> {
+    this.busy = 'KVM_PRE_FAULT_MEMORY'
+    try {
+      const refused = checkPreFault(range)
+      if (refused !== undefined) return { ret: refused, gpa: range.gpa, size: range.size }
+      let { gpa, size } = range
+      let ret: 0 | ErrnoName = 0
+      do {
+        await yieldToHost()
+        // signal_pending(current) -> EINTR
+        if (this.stop !== null) {
+          ret = 'EINTR'
+          break
+        }
+        // x86 kvm_arch_vcpu_pre_fault_memory(): kvm_mmu_reload() first, then the mapping.
+        const step = checkMmuLoad(this.vm.profile, this.vm) ?? preFaultStep(this.vm, this.vm.host, gpa, size)
+        if (typeof step === 'string') {
+          ret = step
+          break
+        }
+        gpa += step
+        size -= step
+      } while (size > 0n)
+      // "Return success if at least one page was mapped successfully."
+      return { ret: size === range.size ? ret : 0, gpa, size }
+    } finally {
+      this.busy = null
+      if (this.stop === 'kick') this.stop = null
+    }
+  }
+
   private chunk(): Outcome {
-    if (this.program === null) return { kind: 'exit', exit: runWithoutProgram(this.memory) }
+    if (this.program === null) return runWithoutProgram(this.memory)
     return execute(this.cpu, this.program, { vcpuId: this.id, memory: this.memory, runMmio: this.runMmio })
   }
 
@@ -188,16 +237,19 @@ export class VcpuState {
     }
   }
 
-  /** kick(): stops a run in flight at its next yield; with none in flight it does nothing, as native's. */
+  /**
+   * kick(): stops a run in flight at its next yield, or a KVM_PRE_FAULT_MEMORY in flight at its next step
+   * (EINTR); with neither in flight it does nothing, as native's.
+   */
   kick(): void {
-    if (this.running) this.stop ??= 'kick'
+    if (this.busy !== null) this.stop ??= 'kick'
   }
 
   /** close(2) of the vCPU fd: a run in flight ends with `intr`; the VM reference goes. */
   close(): void {
     if (this.closed) return
     this.closed = true
-    if (this.running) this.stop = 'close'
+    if (this.busy !== null) this.stop = 'close'
     this.vm.release()
   }
 }

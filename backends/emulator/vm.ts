@@ -1,9 +1,10 @@
-// A VM (struct kvm): its memslots, memory attributes, enabled capabilities and MMU settings, and the VM
-// ioctls over them. Rules live in the files named after each object; this file routes a VM's calls to
-// them and holds the VM-wide state.
+// A VM (struct kvm): its memslots, memory attributes, stage-2 mappings, enabled capabilities and MMU
+// settings, and the VM ioctls over them. Rules live in the files named after each object; this file
+// routes a VM's calls to them and holds the VM-wide state.
 
 import { KVM_CAP_DISABLE_QUIRKS2, KVM_X86_QUIRK_SLOT_ZAP_ALL } from '../../harness/uapi/kvm.ts'
 import type { ErrnoName } from '../../harness/uapi/errno.ts'
+import type { AddressSpace } from './address-space.ts'
 import { checkExtension } from './caps.ts'
 import { getDirtyLog, markDirty } from './dirty-log.ts'
 import type { OpenFile } from './fd-table.ts'
@@ -13,16 +14,22 @@ import {
   checkSetMemoryAttributes,
   type MemoryAttributesRequest,
 } from './memory-attributes.ts'
+import { applySlotFlags, flushMemslot } from './memslot-mmu.ts'
 import { MemslotTable } from './memslot-table.ts'
+import { PAGE_SIZE } from './page-store.ts'
 import {
+  commitMemoryRegion,
   freeMemslot,
   memslotRules,
-  setMemoryRegion,
+  prepareMemoryRegion,
   type MemoryRegion,
   type MemslotIoctl,
   type MemslotRules,
+  type MemslotUpdate,
 } from './memslots.ts'
 import type { KernelProfile } from './profiles.ts'
+import { Stage2 } from './stage2.ts'
+import { userfaultRules, type UserfaultRules } from './userfault.ts'
 import { checkCreateVcpu } from './vcpu.ts'
 
 /** x86 KVM_MIN_ALLOC_MMU_PAGES */
@@ -35,10 +42,23 @@ export function checkCreateVm(profile: KernelProfile, type: number): ErrnoName |
   return profile.vmTypes.includes(type) ? undefined : 'EINVAL'
 }
 
+/** A test's hold on the next memslot invalidation (emulator self-tests, index.ts holdMemslotInvalidation()). */
+interface InvalidationHold {
+  reached(): void
+  readonly released: Promise<void>
+}
+
 export class VmState {
   readonly rules: MemslotRules
   readonly memslots: MemslotTable
   readonly attributes = new MemoryAttributeMap()
+  /** What KVM has mapped of the guest's memory (stage2.ts). */
+  readonly stage2 = new Stage2()
+  /** The KVM Userfault series this kernel has, or null. */
+  readonly userfault: UserfaultRules | null
+  /** Kernel warnings the VM's calls raised (WARN_ON_ONCE), each once. */
+  readonly warnings: string[] = []
+  private readonly holds: InvalidationHold[] = []
   /** kvm->arch.disabled_quirks */
   disabledQuirks = 0
   /** KVM_SET_NR_MMU_PAGES's last value (null until set). */
@@ -51,9 +71,34 @@ export class VmState {
   constructor(
     readonly profile: KernelProfile,
     readonly type: number,
+    /** The host process's memory: memslots' userspace_addr and KVM Userfault bitmaps point into it. */
+    readonly host: AddressSpace,
   ) {
     this.rules = memslotRules(profile, type)
     this.memslots = new MemslotTable(this.rules.nrAsIds)
+    this.userfault = userfaultRules(profile)
+    this.unregisterNotifier = host.onInvalidate((start, end) => this.invalidateHva(start, end))
+  }
+
+  /** kvm_init_mmu_notifier()'s registration, undone when the VM is destroyed. */
+  private readonly unregisterNotifier: () => void
+
+  /**
+   * kvm_mmu_notifier_invalidate_range_start(): the host pages of [start, end) went away (munmap,
+   * MADV_DONTNEED, a punched shmem hole), so every gfn whose userspace_addr lies there is zapped and
+   * faults again (rechecking, among others, KVM Userfault's bitmap).
+   */
+  private invalidateHva(start: bigint, end: bigint): void {
+    const page = BigInt(PAGE_SIZE)
+    for (const slot of this.memslots.all()) {
+      const slotEnd = slot.userspaceAddr + BigInt(slot.npages) * page
+      const from = start > slot.userspaceAddr ? start : slot.userspaceAddr
+      const to = end < slotEnd ? end : slotEnd
+      if (from >= to) continue
+      const first = slot.baseGfn + Number((from - slot.userspaceAddr) / page)
+      const last = slot.baseGfn + Number((to - slot.userspaceAddr + page - 1n) / page)
+      this.stage2.zap(first, last)
+    }
   }
 
   /** KVM_CHECK_EXTENSION on the VM fd. */
@@ -64,7 +109,9 @@ export class VmState {
   /**
    * kvm_vm_ioctl_enable_cap_generic() -> x86 kvm_vm_ioctl_enable_cap(): flags != 0 -> EINVAL;
    * KVM_CAP_DISABLE_QUIRKS2 with a quirk outside kvm_caps.supported_quirks -> EINVAL, else the quirks
-   * are disabled from now on; a capability this model does not enable -> EINVAL.
+   * are disabled from now on; a capability this model does not enable -> EINVAL. That includes the KVM
+   * Userfault series' KVM_CAP_USERFAULT (239 in v2, 243 in v3): "Informational only, -EINVAL on direct
+   * KVM_ENABLE_CAP" (v1-v3 api.rst).
    */
   enableCap(cap: number, args: readonly bigint[], flags: number): number | ErrnoName {
     if (flags !== 0) return 'EINVAL'
@@ -80,11 +127,6 @@ export class VmState {
   /** kvm_check_has_quirk() */
   hasQuirk(quirk: number): boolean {
     return (this.profile.supportedQuirks & quirk) !== 0 && (this.disabledQuirks & quirk) === 0
-  }
-
-  /** Whether deleting or moving a slot zaps every root (the quirk) or only the slot's pages. */
-  get slotZapAll(): boolean {
-    return this.hasQuirk(KVM_X86_QUIRK_SLOT_ZAP_ALL)
   }
 
   /**
@@ -103,22 +145,83 @@ export class VmState {
     return undefined
   }
 
-  /** KVM_SET_USER_MEMORY_REGION[2]; `lookupFd` is the process's fd table (for guest_memfd). */
+  /** KVM_SET_USER_MEMORY_REGION[2] at once: the checks, then the change (no window between). */
   setMemoryRegion(
     ioctl: MemslotIoctl,
     region: MemoryRegion,
     lookupFd: (fd: number) => OpenFile | 'EBADF',
   ): ErrnoName | undefined {
-    const before = { slots: this.memslots.size, pages: this.memslots.totalPages }
-    const refused = setMemoryRegion(this.memslots, this.rules, ioctl, region, {
+    const update = this.prepareMemoryRegion(ioctl, region, lookupFd)
+    if (typeof update === 'string') return update
+    if (update !== null) {
+      this.invalidateMemslot(update)
+      this.commitMemoryRegion(update)
+    }
+    return undefined
+  }
+
+  /**
+   * KVM_SET_USER_MEMORY_REGION[2]'s checks and the new slot (memslots.ts): the errno, null when nothing
+   * changes, or the update to invalidate and commit. `lookupFd` is the process's fd table (guest_memfd).
+   */
+  prepareMemoryRegion(
+    ioctl: MemslotIoctl,
+    region: MemoryRegion,
+    lookupFd: (fd: number) => OpenFile | 'EBADF',
+  ): ErrnoName | MemslotUpdate | null {
+    return prepareMemoryRegion(this.memslots, this.rules, ioctl, region, {
       bind: (slot, fd, offset) => kvmGmemBind(lookupFd(fd), this, slot, offset),
     })
+  }
+
+  /**
+   * kvm_set_memslot() -> kvm_invalidate_memslot() for a DELETE or MOVE: the old slot is marked
+   * KVM_MEMSLOT_INVALID, so faults on it are retried (KVM_PRE_FAULT_MEMORY gets EAGAIN), and its mappings
+   * are zapped. Returns whether the update is one that invalidates.
+   */
+  invalidateMemslot(update: MemslotUpdate): boolean {
+    const { change } = update
+    if (change.kind !== 'delete' && change.kind !== 'move') return false
+    change.old.invalid = true
+    flushMemslot(this, change.old)
+    return true
+  }
+
+  /** kvm_commit_memory_region(): the slot table takes the update, then the arch's reaction to it. */
+  commitMemoryRegion(update: MemslotUpdate): void {
+    const { change, slot } = update
+    commitMemoryRegion(this.memslots, update)
+    if (change.kind === 'flags_only' && slot !== null) applySlotFlags(this, change.old, slot)
     // kvm_arch_commit_memory_region(): a CREATE or DELETE recomputes the default MMU page budget.
-    if (before.slots !== this.memslots.size || before.pages !== this.memslots.totalPages) {
+    if (change.kind === 'create' || change.kind === 'delete') {
       const pages = BigInt(this.memslots.totalPages) / KVM_MEMSLOT_PAGES_TO_MMU_PAGES_RATIO
       this.defaultMmuPages = pages > KVM_MIN_ALLOC_MMU_PAGES ? pages : KVM_MIN_ALLOC_MMU_PAGES
     }
-    return refused
+  }
+
+  /** Arms a hold: the next invalidation waits in its window until released (index.ts). */
+  holdNextInvalidation(): { reached: Promise<void>; release(): void } {
+    let reached!: () => void
+    let release!: () => void
+    const reachedP = new Promise<void>((resolve) => (reached = resolve))
+    const released = new Promise<void>((resolve) => (release = resolve))
+    this.holds.push({ reached, released })
+    return { reached: reachedP, release }
+  }
+
+  /** The hold armed for this invalidation, if any. */
+  takeInvalidationHold(): InvalidationHold | undefined {
+    return this.holds.shift()
+  }
+
+  /** KVM_X86_QUIRK_SLOT_ZAP_ALL is in effect (memslot-mmu.ts). */
+  get slotZapAll(): boolean {
+    return this.hasQuirk(KVM_X86_QUIRK_SLOT_ZAP_ALL)
+  }
+
+  /** A kernel WARN_ON_ONCE the VM's calls raised, recorded once. */
+  warn(what: string): void {
+    if (!this.warnings.includes(what)) this.warnings.push(what)
   }
 
   /** KVM_CREATE_VCPU's rules (vcpu.ts); on success the id is the VM's for good. */
@@ -135,10 +238,14 @@ export class VmState {
     return new GuestMemfdFile(this, size, flags, ino)
   }
 
-  /** KVM_SET_MEMORY_ATTRIBUTES */
+  /**
+   * KVM_SET_MEMORY_ATTRIBUTES: kvm_vm_set_mem_attributes() zaps the range first
+   * (kvm_arch_pre_set_memory_attributes()), so the next access faults with the new attributes.
+   */
   setMemoryAttributes(request: MemoryAttributesRequest): ErrnoName | undefined {
     const range = checkSetMemoryAttributes(this.profile, this.type, request)
     if (typeof range === 'string') return range
+    this.stage2.zap(range.start, range.end)
     this.attributes.set(range.start, range.end, request.attributes)
     return undefined
   }
@@ -178,6 +285,7 @@ export class VmState {
 
   /** kvm_destroy_vm(): frees every memslot (unbinding guest_memfd ranges). */
   private destroy(): void {
+    this.unregisterNotifier()
     for (const slot of this.memslots.clear()) freeMemslot(slot)
   }
 }
