@@ -10,11 +10,25 @@ interface Verb {
 const VERBS: Record<string, () => Promise<Verb>> = {
   run: async () => (await import('./run.ts')).runVerb,
   caps: async () => (await import('./caps.ts')).capsVerb,
+  'demand-paging': async () => (await import('./demand-paging.ts')).demandPagingVerb,
+  agent: async () => (await import('./agent.ts')).agentVerb,
+  merge: async () => (await import('./merge.ts')).mergeVerb,
+  compare: async () => (await import('./compare.ts')).compareVerb,
+  expectations: async () => (await import('./expectations.ts')).expectationsVerb,
+  report: async () => (await import('./report.ts')).reportVerb,
+  bench: async () => (await import('./bench.ts')).benchVerb,
 }
 
 const SUMMARIES: Record<string, string> = {
   run: 'run the conformance suites on a backend and summarise the results',
   caps: "print a backend's capability table",
+  'demand-paging': "run demand_paging_test on a backend and print its demand paging rates",
+  agent: 'serve a local backend to remote clients (the remote backend)',
+  merge: 'merge the JSON results of the shards of one run',
+  compare: 'compare two run results (conformance) or two bench results (A/B)',
+  expectations: 'update expectations from a run result, or check expectations files',
+  report: 'write a self-contained HTML report of a run result',
+  bench: 'run the registered benchmarks; JSON samples and SVG plots',
 }
 
 function help(): string {
@@ -24,7 +38,7 @@ function help(): string {
     'Conformance tests for the Linux KVM memory APIs behind post-copy live migration.',
     '',
     'Commands:',
-    ...Object.keys(VERBS).map((v) => `  ${v.padEnd(10)} ${SUMMARIES[v] ?? ''}`),
+    ...Object.keys(VERBS).map((v) => `  ${v.padEnd(14)} ${SUMMARIES[v] ?? ''}`),
     '',
     "Run 'kvmconf <command> --help' for a command's options.",
   ]
