@@ -2,12 +2,12 @@
 // option parsing and asserts), the plan every backend follows (memstress region + userfaultfds), the
 // KVM Userfault probe, and the errors a run rejects with. Types: harness/demand-paging-types.ts.
 
-import type { Backend, BackendInfo, Backing, HostMapping, UserfaultBitmap } from '../backend.ts'
+import type { Backend, BackendInfo, Backing } from '../backend.ts'
 import type {
   DemandPagingConfig, DemandPagingResult, ResolvedDemandPagingConfig,
 } from '../demand-paging-types.ts'
 import { KvmError } from '../errors.ts'
-import { KVM_MEM_USERFAULT } from '../uapi/series.ts'
+import { probeKvmUserfault } from './userfault.ts'
 import {
   DEFAULT_PER_VCPU_MEM_SIZE, MEMSTRESS_GUEST_PAGE_SIZE, memstressLayout, type MemstressLayout,
 } from './memstress.ts'
@@ -142,33 +142,12 @@ export class KvmUserfaultUnsupported extends Error {
 }
 
 /**
- * Whether KVM_SET_USER_MEMORY_REGION2 takes KVM_MEM_USERFAULT with a bitmap, asked the only way that
- * does not depend on a series-specific capability number: a scratch VM and a one-page memslot with the
- * flag. Resolves to the refusal (as the error -k would reject with), or null when the kernel accepts it.
+ * The refusal -k would reject with on this backend, or null when the kernel accepts KVM_MEM_USERFAULT
+ * (the backend-neutral probe of harness/kvm-util/userfault.ts decides).
  */
 export async function kvmUserfaultRefusal(kvm: Backend): Promise<KvmUserfaultUnsupported | null> {
-  const vm = await kvm.createVm()
-  let mem: HostMapping | undefined
-  let bitmap: UserfaultBitmap | undefined
-  try {
-    mem = await kvm.mmap({ size: MEMSTRESS_GUEST_PAGE_SIZE, backing: 'anonymous' })
-    bitmap = await kvm.createUserfaultBitmap(1)
-    await bitmap.fill(true)
-    try {
-      await vm.setUserMemoryRegion2({
-        slot: 0, flags: KVM_MEM_USERFAULT, guestPhysAddr: 0, memorySize: MEMSTRESS_GUEST_PAGE_SIZE,
-        userspaceAddr: mem.addr, userfaultBitmap: bitmap.addr,
-      })
-      return null
-    } catch (e) {
-      if (KvmError.is(e)) return new KvmUserfaultUnsupported(e.code, e.op)
-      throw e
-    }
-  } finally {
-    await vm.close()
-    await bitmap?.close()
-    await mem?.close()
-  }
+  const probe = await probeKvmUserfault(kvm)
+  return probe.supported ? null : new KvmUserfaultUnsupported(probe.code, probe.op)
 }
 
 /**
