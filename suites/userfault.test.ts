@@ -15,7 +15,7 @@ import { expectErrno, expectOk } from '../harness/expect-errno.ts'
 import { requires, requireThat, type GateContext } from '../harness/gating.ts'
 import type { GuestStep } from '../harness/guest-program.ts'
 import { describeExit, getUcall, guestSync } from '../harness/kvm-util/ucall.ts'
-import { USERFAULT_CAP_UNKNOWN, userfaultCap, userfaultSlot, type UserfaultSlot } from '../harness/kvm-util/userfault.ts'
+import { USERFAULT_CAP_UNKNOWN, userfaultCapOf, userfaultSlot, type UserfaultSlot } from '../harness/kvm-util/userfault.ts'
 import { describe, expect, test } from '../harness/test.ts'
 import {
   KVM_CAP_GUEST_MEMFD,
@@ -85,7 +85,7 @@ describe('kvm_userfault', () => {
 
   test('KVM_CHECK_EXTENSION(KVM_CAP_USERFAULT) reports it', async ({ kvm, skip }) => {
     await needs({ kvm, skip }, false)
-    const cap = userfaultCap()
+    const cap = await userfaultCapOf(kvm)
     requireThat({ skip }, cap !== null, USERFAULT_CAP_UNKNOWN)
     expect(await kvm.checkExtension(cap!), `KVM_CHECK_EXTENSION(${cap}) on /dev/kvm`).toBeGreaterThan(0)
     const vm = await kvm.createVm()
@@ -94,7 +94,7 @@ describe('kvm_userfault', () => {
 
   test('KVM_ENABLE_CAP(KVM_CAP_USERFAULT) is EINVAL: the capability is informational', async ({ kvm, skip }) => {
     await needs({ kvm, skip }, false)
-    const cap = userfaultCap()
+    const cap = await userfaultCapOf(kvm)
     requireThat({ skip }, cap !== null, USERFAULT_CAP_UNKNOWN)
     const vm = await kvm.createVm()
     await expectErrno(vm.enableCap(cap!, [0]), 'EINVAL', `KVM_ENABLE_CAP(${cap})`)

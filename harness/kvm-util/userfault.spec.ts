@@ -5,7 +5,7 @@ import { describe, expect, test } from 'vitest'
 import { createEmulatorBackend, vmStateOf } from '../../backends/emulator/index.ts'
 import type { Backend, Vm } from '../backend.ts'
 import { unmet } from '../gating.ts'
-import { USERFAULT_CAP_ENV, parseUserfaultCap, probeKvmUserfault, userfaultCap, userfaultSlot } from './userfault.ts'
+import { USERFAULT_CAP_ENV, parseUserfaultCap, probeKvmUserfault, userfaultCap, userfaultCapOf, userfaultSlot } from './userfault.ts'
 import { KVM_MEM_USERFAULT } from '../uapi/series.ts'
 
 const REFUSED = 'KVM_SET_USER_MEMORY_REGION2 refuses KVM_MEM_USERFAULT (EINVAL): this kernel lacks KVM Userfault'
@@ -80,5 +80,18 @@ describe('userfaultSlot', () => {
     expect({ flags: slot.flags, npages: slot.npages, bitmap: slot.userfaultBitmap, hva: slot.userspaceAddr })
       .toEqual({ flags: KVM_MEM_USERFAULT, npages: 70, bitmap: s.bitmap.addr, hva: s.mem.addr })
     expect(s.pageGpa(69)).toBe(0x1000_0000n + 69n * 4096n)
+  })
+})
+
+describe('userfaultCapOf', () => {
+  test('the number given wins; else the series an emulator profile models; else unknown', async () => {
+    const v2 = createEmulatorBackend({ profile: 'userfault-v2' })
+    const v3 = createEmulatorBackend({ profile: 'userfault-v3' })
+    const upstream = createEmulatorBackend({ profile: 'upstream-6.18' })
+    expect(await userfaultCapOf(v2, {})).toBe(239)
+    expect(await userfaultCapOf(v3, {})).toBe(243)
+    expect(await userfaultCapOf(upstream, {})).toBeNull()
+    expect(await userfaultCapOf(v3, { [USERFAULT_CAP_ENV]: '239' })).toBe(239)
+    for (const b of [v2, v3, upstream]) await b.close()
   })
 })

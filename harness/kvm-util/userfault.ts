@@ -10,7 +10,7 @@
 
 import type { Backend, Backing, HostMapping, UserfaultBitmap, Vm } from '../backend.ts'
 import { KvmError } from '../errors.ts'
-import { KVM_MEM_USERFAULT, USERFAULT_SERIES } from '../uapi/series.ts'
+import { type SeriesVersion, KVM_MEM_USERFAULT, USERFAULT_SERIES } from '../uapi/series.ts'
 
 export { KVM_MEM_USERFAULT }
 
@@ -78,6 +78,19 @@ export function userfaultCap(env: NodeJS.ProcessEnv = process.env): number | nul
   const cap = parseUserfaultCap(text)
   if (typeof cap !== 'number') throw new RangeError(`${USERFAULT_CAP_ENV}: ${cap.error}`)
   return cap
+}
+
+/**
+ * KVM_CAP_USERFAULT's number for this backend: the one the run was given (`--userfault-cap`), else the
+ * one of the series an emulator profile names (`userfault-v2`, `userfault-v3`: the emulator knows which
+ * series it models), else null. A real kernel's number is never guessed: the series' numbers collide
+ * with upstream capabilities (239, 243), so it must be given.
+ */
+export async function userfaultCapOf(kvm: Backend, env: NodeJS.ProcessEnv = process.env): Promise<number | null> {
+  const given = userfaultCap(env)
+  if (given !== null) return given
+  const series = /^userfault-(v[123])$/.exec((await kvm.info()).profile ?? '')?.[1] as SeriesVersion | undefined
+  return series === undefined ? null : USERFAULT_SERIES[series].capUserfault
 }
 
 /** Why a test that needs KVM_CAP_USERFAULT's number skips when the run was not given it. */
