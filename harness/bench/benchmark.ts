@@ -33,6 +33,8 @@ export interface Benchmark {
   series?: Record<string, (string | number)[]>
   /** Why this backend cannot run the benchmark, or undefined when it can. */
   unmet?(kvm: Backend): Promise<string | undefined>
+  /** Why this backend cannot measure one parameter point (a mode it lacks), or undefined when it can. */
+  unmetAt?(kvm: Backend, params: Params): Promise<string | undefined>
   setup(ctx: BenchContext, params: Params): Promise<Sampler>
 }
 

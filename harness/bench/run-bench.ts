@@ -52,7 +52,8 @@ export async function runBenchmarks(kvm: Backend, benchmarks: readonly Benchmark
     const why = (await b.unmet?.(kvm)) ?? undefined
     for (const params of pointsOf(b)) {
       const metric: BenchMetric = { benchmark: b.name, metric: b.metric, unit: b.unit, higherIsBetter: b.higherIsBetter, x: b.x.name, params, samples: [] }
-      if (why !== undefined) metric.skipped = why
+      const whyHere = why ?? (await b.unmetAt?.(kvm, params))
+      if (whyHere !== undefined) metric.skipped = whyHere
       points.push({ b, params, metric })
     }
   }

@@ -6,9 +6,12 @@
 import { median, seriesOf, type BenchMetric, type BenchResult } from '../bench/result.ts'
 import { escapeXml } from './junit.ts'
 
-const W = 640
-const H = 400
-const M = { left: 80, right: 170, top: 40, bottom: 60 }
+const W = 840
+/** The plot's own height; each note about a series that was not measured adds a line below it. */
+const PLOT_H = 400
+const NOTE_LINE = 16
+/** Room for legend labels such as `mode=KVM Userfault + uffd MISSING`. */
+const M = { left: 80, right: 320, top: 40, bottom: 60 }
 const COLORS = ['#1f77b4', '#d62728', '#2ca02c', '#9467bd', '#ff7f0e', '#8c564b', '#e377c2', '#17becf']
 
 export interface Plot {
@@ -49,8 +52,12 @@ export function plotMetric(metrics: readonly BenchMetric[], title: string): stri
   const all = metrics.flatMap((m) => m.samples)
   const ticks = niceTicks(Math.max(0, ...all))
   const yMax = ticks.at(-1) ?? 1
+  // Series and points that were not measured, each reason once, printed below the plot (not over it).
+  const notes = [...new Set(metrics.filter((m) => m.skipped !== undefined).map((m) => m.skipped as string))]
+  const measured = new Set(metrics.filter((m) => m.samples.length > 0).map(seriesOf))
+  const H = PLOT_H + notes.length * NOTE_LINE
   const plotW = W - M.left - M.right
-  const plotH = H - M.top - M.bottom
+  const plotH = PLOT_H - M.top - M.bottom
   const pad = 30
   const px = (i: number) => M.left + pad + (xValues.length === 1 ? (plotW - 2 * pad) / 2 : (i / (xValues.length - 1)) * (plotW - 2 * pad))
   const py = (v: number) => M.top + plotH - (v / yMax) * plotH
@@ -68,9 +75,12 @@ export function plotMetric(metrics: readonly BenchMetric[], title: string): stri
   xValues.forEach((v, i) => out.push(`<text x="${fx(px(i))}" y="${M.top + plotH + 18}" text-anchor="middle">${escapeXml(String(v))}</text>`))
   out.push(`<line x1="${M.left}" y1="${M.top + plotH}" x2="${M.left + plotW}" y2="${M.top + plotH}" stroke="black"/>`)
   out.push(`<line x1="${M.left}" y1="${M.top}" x2="${M.left}" y2="${M.top + plotH}" stroke="black"/>`)
-  out.push(`<text x="${M.left + plotW / 2}" y="${H - 16}" text-anchor="middle">${escapeXml(xName)}</text>`)
+  out.push(`<text x="${M.left + plotW / 2}" y="${PLOT_H - 16}" text-anchor="middle">${escapeXml(xName)}</text>`)
   out.push(`<text x="18" y="${M.top + plotH / 2}" text-anchor="middle" transform="rotate(-90 18 ${M.top + plotH / 2})">${escapeXml(`${first.metric} (${first.unit})`)}</text>`)
 
+  const params = [...new Set(series.filter((s) => s !== 'all').flatMap((s) => s.split(',').map((kv) => kv.split('=')[0] as string)))]
+  const singleParam = params.length === 1 && series.every((s) => s.startsWith(`${params[0]}=`) && !s.includes(',')) ? params[0] : undefined
+  if (singleParam !== undefined) out.push(`<text x="${W - M.right + 16}" y="${M.top - 6}" font-weight="bold">${escapeXml(singleParam)}</text>`)
   series.forEach((s, si) => {
     const color = COLORS[si % COLORS.length] as string
     const points: string[] = []
@@ -86,11 +96,16 @@ export function plotMetric(metrics: readonly BenchMetric[], title: string): stri
     })
     if (points.length > 0) out.push(`<polyline class="median" points="${points.join(' ')}" fill="none" stroke="${color}" stroke-width="2"/>`)
     const ly = M.top + 10 + si * 18
-    out.push(`<line x1="${W - M.right + 16}" y1="${ly}" x2="${W - M.right + 36}" y2="${ly}" stroke="${color}" stroke-width="2"/>`)
-    out.push(`<text x="${W - M.right + 42}" y="${ly + 4}">${escapeXml(s === 'all' ? 'median' : s)}</text>`)
+    // With one series parameter its name heads the legend once, and each label is just its value.
+    const value = singleParam === undefined ? s : s.slice(singleParam.length + 1)
+    const label = (s === 'all' ? 'median' : value) + (measured.has(s) ? '' : ' (not measured)')
+    const dash = measured.has(s) ? '' : ' stroke-dasharray="3 3"'
+    out.push(`<line x1="${W - M.right + 16}" y1="${ly}" x2="${W - M.right + 36}" y2="${ly}" stroke="${color}" stroke-width="2"${dash}/>`)
+    out.push(`<text x="${W - M.right + 42}" y="${ly + 4}">${escapeXml(label)}</text>`)
   })
-  const skipped = metrics.find((m) => m.skipped !== undefined)?.skipped
-  if (skipped !== undefined) out.push(`<text x="${M.left + plotW / 2}" y="${M.top + plotH / 2}" text-anchor="middle" fill="#a00">${escapeXml(`not measured: ${skipped}`)}</text>`)
+  notes.forEach((note, i) => {
+    out.push(`<text class="not-measured" x="10" y="${PLOT_H + i * NOTE_LINE}" fill="#a00">${escapeXml(`not measured: ${note}`)}</text>`)
+  })
   out.push('</svg>')
   return out.join('\n') + '\n'
 }
