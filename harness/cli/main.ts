@@ -17,6 +17,7 @@ const VERBS: Record<string, () => Promise<Verb>> = {
   expectations: async () => (await import('./expectations.ts')).expectationsVerb,
   report: async () => (await import('./report.ts')).reportVerb,
   bench: async () => (await import('./bench.ts')).benchVerb,
+  fuzz: async () => (await import('./fuzz.ts')).fuzzVerb,
 }
 
 const SUMMARIES: Record<string, string> = {
@@ -29,6 +30,7 @@ const SUMMARIES: Record<string, string> = {
   expectations: 'update expectations from a run result, or check expectations files',
   report: 'write a self-contained HTML report of a run result',
   bench: 'run the registered benchmarks; JSON samples and SVG plots',
+  fuzz: 'model-based fuzzing of memslots and KVM Userfault; replay files in fixtures/fuzz-corpus',
 }
 
 function help(): string {
