@@ -24,7 +24,7 @@ describe('the backend', () => {
       arch: 'x86_64',
       pageSize: 4096,
       profile: 'pvm-6.18',
-      features: ['vcpu'],
+      features: ['vcpu', 'demand-paging'],
     })
     expect(typeof (await kvm.info()).host).toBe('string')
     expect(await kvm.getApiVersion()).toBe(12)

@@ -23,6 +23,7 @@ import type {
   VcpuExit,
   Vm,
 } from '../../harness/backend.ts'
+import type { DemandPagingConfig, DemandPagingResult } from '../../harness/demand-paging-types.ts'
 import { HostFault, KvmError, VcpuTimeout } from '../../harness/errors.ts'
 import { BOOT_SLOT, BOOT_SLOT_GPA, BOOT_SLOT_SIZE, type GuestProgram } from '../../harness/guest-program.ts'
 import { KVM_API_VERSION } from '../../harness/uapi/kvm.ts'
@@ -39,6 +40,7 @@ import {
   type Vma,
 } from './address-space.ts'
 import { checkExtension } from './caps.ts'
+import { runEmulatorDemandPaging } from './demand-paging.ts'
 import { FdTable, type OpenFile } from './fd-table.ts'
 import { checkFallocate, checkMmap, punchHole, readWriteErrno, type GuestMemfdFile } from './guest-memfd.ts'
 import { GuestMemory } from './guest-memory.ts'
@@ -103,7 +105,7 @@ class EmulatorBackend implements Backend {
       pageSize: PAGE_SIZE,
       profile: this.profile.name,
       backings: [...AVAILABLE_BACKINGS],
-      features: ['vcpu'],
+      features: ['vcpu', 'demand-paging'],
       host: hostname(),
     }
   }
@@ -166,6 +168,15 @@ class EmulatorBackend implements Backend {
     if (pages === 0) throw new KvmError('EINVAL', 'mmap', 'a bitmap of 0 pages has no words')
     const mapping = this.map(anonymousObject(), BigInt(bitmapBytes(pages)), 0n, 'anonymous', null, null)
     return new EmulatorUserfaultBitmap(mapping, pages)
+  }
+
+  /**
+   * demand_paging_test simulated inside the emulator (demand-paging.ts): the VM built through this
+   * backend's own calls, the pass run through its stage-2 and KVM Userfault rules, userfaultfd modelled.
+   */
+  async runDemandPaging(config: DemandPagingConfig): Promise<DemandPagingResult> {
+    this.system('runDemandPaging')
+    return runEmulatorDemandPaging({ kvm: this, memory: this.memory, vmState: vmStateOf }, config)
   }
 
   async openUffd(_opts: { via: 'syscall' | 'dev'; flags?: number }): Promise<Uffd> {

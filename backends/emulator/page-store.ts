@@ -8,10 +8,12 @@
 export const PAGE_SHIFT = 12
 export const PAGE_SIZE = 1 << PAGE_SHIFT
 const PAGE = BigInt(PAGE_SIZE)
+const SHIFT = BigInt(PAGE_SHIFT)
+const IN_PAGE = PAGE - 1n
 
 /** The page index holding byte `offset`. */
 export function pageIndex(offset: bigint): number {
-  return Number(offset >> BigInt(PAGE_SHIFT))
+  return Number(offset >> SHIFT)
 }
 
 export function isPageAligned(value: bigint): boolean {
@@ -39,6 +41,12 @@ function forEachPiece(
   }
 }
 
+/**
+ * The most pages one slab of a PageStore holds: 64 KiB, below malloc's mmap threshold, so freed slabs
+ * come back from the heap instead of fresh kernel pages.
+ */
+const MAX_SLAB_PAGES = 16
+
 export class PageStore {
   private readonly pages = new Map<number, Uint8Array>()
 
@@ -51,16 +59,36 @@ export class PageStore {
     return this.pages.has(index)
   }
 
+  /** The slab new pages are carved from, and how many of its pages are handed out. */
+  private slab: ArrayBuffer | null = null
+  private slabUsed = 0
+
   private page(index: number): Uint8Array {
     let page = this.pages.get(index)
     if (page === undefined) {
-      page = new Uint8Array(PAGE_SIZE)
+      // Pages come from slabs of fresh (zeroed) pages: one backing store per slab instead of one per
+      // page keeps demand paging's first touches cheap. A slab's pages are handed out once, so a new
+      // page is always zero; the slab is freed once none of its pages is referenced any more.
+      if (this.slab === null || this.slabUsed * PAGE_SIZE === this.slab.byteLength) {
+        // Slabs grow with the store (1, 2, 4, ... pages, at most MAX_SLAB_PAGES), so a store with a
+        // few pages holds little and a large one few backing stores.
+        const pages = Math.min(MAX_SLAB_PAGES, Math.max(1, this.slab === null ? 1 : (this.slab.byteLength / PAGE_SIZE) * 2))
+        this.slab = new ArrayBuffer(pages * PAGE_SIZE)
+        this.slabUsed = 0
+      }
+      page = new Uint8Array(this.slab, this.slabUsed++ * PAGE_SIZE, PAGE_SIZE)
       this.pages.set(index, page)
     }
     return page
   }
 
   read(offset: bigint, length: number): Uint8Array {
+    const start = Number(offset & IN_PAGE)
+    if (start + length <= PAGE_SIZE) {
+      // Within one page (every guest access, a bitmap word): a copy, no piece walk.
+      const page = this.pages.get(pageIndex(offset))
+      return page === undefined ? new Uint8Array(length) : page.slice(start, start + length)
+    }
     const out = new Uint8Array(length)
     forEachPiece(offset, BigInt(length), (index, start, len, done) => {
       const page = this.pages.get(index)
@@ -70,12 +98,24 @@ export class PageStore {
   }
 
   write(offset: bigint, data: Uint8Array): void {
+    const start = Number(offset & IN_PAGE)
+    if (data.length > 0 && start + data.length <= PAGE_SIZE) {
+      // Within one page (every guest access): no piece walk.
+      this.page(pageIndex(offset)).set(data, start)
+      return
+    }
     forEachPiece(offset, BigInt(data.length), (index, start, len, done) => {
       this.page(index).set(data.subarray(done, done + len), start)
     })
   }
 
   fill(offset: bigint, length: bigint, byte: number): void {
+    const start = Number(offset & IN_PAGE)
+    if (byte !== 0 && length > 0n && start + Number(length) <= PAGE_SIZE) {
+      // Within one page (a resolved 4 KiB unit): no piece walk.
+      this.page(pageIndex(offset)).fill(byte, start, start + Number(length))
+      return
+    }
     if (byte === 0) {
       // Zeroing touches only pages that exist: the others already read as zeroes.
       this.visitResident(offset, length, (page, start, len) => page.fill(0, start, start + len))

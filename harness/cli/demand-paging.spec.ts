@@ -74,10 +74,16 @@ describe('kvmconf demand-paging', () => {
     expect(r.stderr.trim().split('\n')).toHaveLength(1)
   })
 
-  test('on the emulator, which lacks the feature: a skip (exit 4) that says so', () => {
-    const r = kvmconf('demand-paging', '-b', '4M', '--backend', 'emulator')
-    expect(r.stderr).toMatch(/skipped: the emulator backend cannot do 'demand-paging' yet/)
+  test('-k on a kernel without KVM Userfault: a skip (exit 4) that says so', () => {
+    const r = kvmconf('demand-paging', '-k', '-b', '4M', '--backend', 'emulator', '--profile', 'upstream-6.18')
+    expect(r.stderr).toMatch(/this kernel lacks KVM Userfault \(KVM_MEM_USERFAULT refused by KVM_SET_USER_MEMORY_REGION2: EINVAL\)/)
     expect(r.status).toBe(4)
+  })
+
+  test('-k -v 2 on the emulator (KVM Userfault series v3) prints the three lines', () => {
+    const r = kvmconf('demand-paging', '-k', '-v', '2', '-b', '4M', '--backend', 'emulator')
+    expect(r.status, r.stderr).toBe(0)
+    expect(r.stdout).toMatch(/^Total guest execution time:\t\d+\.\d{9}s\nPer-vcpu demand paging rate:\t\d+\.\d{6} pgs\/sec\/vcpu\n/)
   })
 
   test.skipIf(!native.available)('-u MISSING -v 2 -b 8M --backend native prints the three lines', () => {
