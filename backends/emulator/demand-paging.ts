@@ -37,12 +37,13 @@
 
 import type { Backend, HostMapping, Vm, VcpuExit } from '../../harness/backend.ts'
 import type {
-  DemandPagingConfig, DemandPagingResult, DemandPagingSample, DemandPagingVcpuResult, ResolvedDemandPagingConfig,
+  DemandPagingConfig, DemandPagingResult, DemandPagingSample, ResolvedDemandPagingConfig,
   UserfaultExitViolation,
 } from '../../harness/demand-paging-types.ts'
 import { KvmError } from '../../harness/errors.ts'
 import {
-  backingUnavailable, DemandPagingTimeout, demandPagingPlan, demandPagingRates, kvmUserfaultRefusal,
+  backingUnavailable, DemandPagingTimeout, demandPagingPlan, demandPagingResult, kvmUserfaultRefusal,
+  type DemandPagingMeasurement,
   resolveDemandPagingConfig, type DemandPagingPlan,
 } from '../../harness/kvm-util/demand-paging.ts'
 import { memstressGuestCode } from '../../harness/kvm-util/memstress.ts'
@@ -129,7 +130,7 @@ export async function runEmulatorDemandPaging(
     const sim = new Simulation(host, host.vmState(vm), region, bitmapAddr, plan, resolved, passes)
     const run = await sim.run()
     const samples = await readSamples(region, plan, resolved.samplePages)
-    return shapeResult(resolved, plan, run, samples, sim.pagesWithoutGuestWrite())
+    return demandPagingResult(resolved, plan, measurement(plan, run, sim.pagesWithoutGuestWrite()), samples)
   } finally {
     await vm.close()
     for (const obj of made.reverse()) await obj.close()
@@ -527,42 +528,18 @@ async function readSamples(region: HostMapping, plan: DemandPagingPlan, n: numbe
   return samples
 }
 
-function shapeResult(config: ResolvedDemandPagingConfig, plan: DemandPagingPlan, run: RunOutcome,
-  samples: DemandPagingSample[], pagesWithoutGuestWrite: number | null): DemandPagingResult {
-  const { layout } = plan
-  const vcpus = layout.vcpuArgs.map((args, i): DemandPagingVcpuResult => {
-    const v = run.vcpus[i]!
-    const outcome = v.exit === null
-      ? { kind: 'synced' as const, elapsedNs: v.elapsedNs }
-      : { kind: 'exit' as const, exit: v.exit }
-    const seconds = Number(v.elapsedNs) / 1e9
-    return {
-      id: args.vcpuIdx, gpa: args.gpa, pages: args.pages, outcome,
-      rate: outcome.kind === 'synced' && seconds > 0 ? args.pages / seconds : null,
-      userfaultExits: v.userfaultExits,
-    }
-  })
-  const { perVcpuRate, overallRate } = demandPagingRates(layout.vcpuArgs[0]!.pages, config.vcpus, run.elapsedNs)
+/** The simulation's counters in the harness's words (harness/kvm-util/demand-paging.ts builds the result). */
+function measurement(plan: DemandPagingPlan, run: RunOutcome, pagesWithoutGuestWrite: number | null): DemandPagingMeasurement {
   const u = run.uffd
-  const k = run.kvmUserfault
   return {
-    config,
-    region: { slot: layout.slot, gpa: layout.gpa, size: layout.size, guestPageSize: layout.guestPageSize },
     elapsedNs: run.elapsedNs,
-    vcpus,
-    perVcpuRate,
-    overallRate,
-    uffd: plan.uffd === null ? null : {
-      uffds: plan.uffd.descs.length, readersPerUffd: config.readersPerUffd, unitBytes: plan.unitBytes,
-      units: Number(layout.size / BigInt(plan.unitBytes)),
+    vcpus: run.vcpus.map((v) => ({ elapsedNs: v.elapsedNs, exit: v.exit, userfaultExits: v.userfaultExits })),
+    uffd: {
+      uffds: plan.uffd?.descs.length ?? 0, units: Number(plan.layout.size / BigInt(plan.unitBytes)),
       faults: u.faults, resolved: u.resolved, eexist: u.eexist, wakes: u.wakes,
-      unitsResolvedOnce: u.once, unitsResolvedMoreThanOnce: u.more, unitsNeverResolved: u.never,
+      unitsOnce: u.once, unitsMore: u.more, unitsNever: u.never,
     },
-    kvmUserfault: !config.kvmUserfault ? null : {
-      exits: k.exits, pagesWithExit: k.pagesWithExit, pagesWithMoreThanOneExit: k.pagesWithMoreExits,
-      violations: k.violations, violationCount: k.violationCount,
-    },
+    kvmUserfault: run.kvmUserfault,
     pagesWithoutGuestWrite,
-    samples,
   }
 }

@@ -10,12 +10,13 @@
 
 import type { Backend, HostMapping } from '../../harness/backend.ts'
 import type {
-  DemandPagingConfig, DemandPagingResult, DemandPagingSample, DemandPagingVcpuResult, ResolvedDemandPagingConfig,
+  DemandPagingConfig, DemandPagingResult, DemandPagingSample, ResolvedDemandPagingConfig,
   UserfaultExitViolation,
 } from '../../harness/demand-paging-types.ts'
 import { KvmError } from '../../harness/errors.ts'
 import {
-  backingUnavailable, DemandPagingTimeout, demandPagingPlan, demandPagingRates, kvmUserfaultRefusal,
+  backingUnavailable, DemandPagingTimeout, demandPagingPlan, demandPagingResult, kvmUserfaultRefusal,
+  type DemandPagingMeasurement,
   resolveDemandPagingConfig, type DemandPagingPlan,
 } from '../../harness/kvm-util/demand-paging.ts'
 import { MEMSTRESS_WRITE_VALUE, memstressGuestCode } from '../../harness/kvm-util/memstress.ts'
@@ -89,7 +90,7 @@ export async function runNativeDemandPaging(host: DemandPagingHost, config: Dema
       throw new DemandPagingTimeout(resolved.timeoutMs, raw.vcpus.filter((v) => v.synced).length, resolved.vcpus)
     }
     const samples = await readSamples(region, plan, resolved.samplePages)
-    return shapeResult(resolved, plan, raw, samples)
+    return demandPagingResult(resolved, plan, measurement(raw), samples)
   } finally {
     await vm.close() // the memslots go first, then the memory behind them
     for (const obj of made.reverse()) await obj.close()
@@ -140,42 +141,20 @@ async function readSamples(region: HostMapping, plan: DemandPagingPlan, n: numbe
   return samples
 }
 
-function shapeResult(config: ResolvedDemandPagingConfig, plan: DemandPagingPlan, raw: RawDemandPagingOutcome,
-  samples: DemandPagingSample[]): DemandPagingResult {
-  const { layout } = plan
-  const vcpus = layout.vcpuArgs.map((args, i): DemandPagingVcpuResult => {
-    const v = raw.vcpus[i]!
-    const outcome = v.synced || v.exit === null
-      ? { kind: 'synced' as const, elapsedNs: v.elapsedNs }
-      : { kind: 'exit' as const, exit: shapeExit(v.exit) }
-    const seconds = Number(v.elapsedNs) / 1e9
-    return {
-      id: args.vcpuIdx, gpa: args.gpa, pages: args.pages, outcome,
-      rate: outcome.kind === 'synced' && seconds > 0 ? args.pages / seconds : null,
-      userfaultExits: v.userfaultExits,
-    }
-  })
-  const { perVcpuRate, overallRate } = demandPagingRates(layout.vcpuArgs[0]!.pages, config.vcpus, raw.elapsedNs)
-  const u = raw.uffd
-  const k = raw.kvmUserfault
+/** The addon's counters in the harness's words (harness/kvm-util/demand-paging.ts builds the result). */
+function measurement(raw: RawDemandPagingOutcome): DemandPagingMeasurement {
   return {
-    config,
-    region: { slot: layout.slot, gpa: layout.gpa, size: layout.size, guestPageSize: layout.guestPageSize },
     elapsedNs: raw.elapsedNs,
-    vcpus,
-    perVcpuRate,
-    overallRate,
-    uffd: plan.uffd === null ? null : {
-      uffds: u.uffds, readersPerUffd: config.readersPerUffd, unitBytes: plan.unitBytes, units: u.units,
-      faults: u.faults, resolved: u.resolved, eexist: u.eexist, wakes: u.wakes,
-      unitsResolvedOnce: u.unitsOnce, unitsResolvedMoreThanOnce: u.unitsMore, unitsNeverResolved: u.unitsNever,
-    },
-    kvmUserfault: !config.kvmUserfault ? null : {
-      exits: k.exits, pagesWithExit: k.pagesWithExit, pagesWithMoreThanOneExit: k.pagesWithMoreExits,
-      violations: k.violations.map((v) => ({ ...v, why: v.why as UserfaultExitViolation['why'] })),
-      violationCount: k.violationCount,
+    vcpus: raw.vcpus.map((v) => ({
+      elapsedNs: v.elapsedNs,
+      exit: v.synced || v.exit === null ? null : shapeExit(v.exit),
+      userfaultExits: v.userfaultExits,
+    })),
+    uffd: raw.uffd,
+    kvmUserfault: {
+      ...raw.kvmUserfault,
+      violations: raw.kvmUserfault.violations.map((v) => ({ ...v, why: v.why as UserfaultExitViolation['why'] })),
     },
     pagesWithoutGuestWrite: raw.pagesWithoutWrite,
-    samples,
   }
 }

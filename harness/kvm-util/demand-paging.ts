@@ -2,9 +2,10 @@
 // option parsing and asserts), the plan every backend follows (memstress region + userfaultfds), the
 // KVM Userfault probe, and the errors a run rejects with. Types: harness/demand-paging-types.ts.
 
-import type { Backend, BackendInfo, Backing } from '../backend.ts'
+import type { Backend, BackendInfo, Backing, VcpuExit } from '../backend.ts'
 import type {
-  DemandPagingConfig, DemandPagingResult, ResolvedDemandPagingConfig,
+  DemandPagingConfig, DemandPagingResult, DemandPagingSample, DemandPagingVcpuResult, ResolvedDemandPagingConfig,
+  UserfaultExitViolation,
 } from '../demand-paging-types.ts'
 import { KvmError } from '../errors.ts'
 import { probeKvmUserfault } from './userfault.ts'
@@ -202,5 +203,60 @@ function resolvePinning(p: unknown, vcpus: number): ResolvedDemandPagingConfig['
   return {
     vcpus: cpus.map((c, i) => integer(c, `pinning.vcpus[${i}]`, 0, 1023)),
     main: main === undefined || main === null ? null : integer(main, 'pinning.main', 0, 1023),
+  }
+}
+
+/** What a backend measured in one run, in the backend-neutral words DemandPagingResult is built from. */
+export interface DemandPagingMeasurement {
+  elapsedNs: bigint
+  /** Per vCPU in plan order: its own time, and the exit that stopped it short of GUEST_SYNC (or null). */
+  vcpus: { elapsedNs: bigint; exit: VcpuExit | null; userfaultExits: number }[]
+  uffd: {
+    uffds: number; units: number; faults: number; resolved: number; eexist: number; wakes: number
+    unitsOnce: number; unitsMore: number; unitsNever: number
+  }
+  kvmUserfault: {
+    exits: number; pagesWithExit: number; pagesWithMoreExits: number
+    violations: UserfaultExitViolation[]; violationCount: number
+  }
+  pagesWithoutGuestWrite: number | null
+}
+
+/** The DemandPagingResult of a run: the one shape every backend reports, rates as upstream computes them. */
+export function demandPagingResult(config: ResolvedDemandPagingConfig, plan: DemandPagingPlan,
+  m: DemandPagingMeasurement, samples: DemandPagingSample[]): DemandPagingResult {
+  const { layout } = plan
+  const vcpus = layout.vcpuArgs.map((args, i): DemandPagingVcpuResult => {
+    const v = m.vcpus[i]!
+    const outcome = v.exit === null
+      ? { kind: 'synced' as const, elapsedNs: v.elapsedNs }
+      : { kind: 'exit' as const, exit: v.exit }
+    const seconds = Number(v.elapsedNs) / 1e9
+    return {
+      id: args.vcpuIdx, gpa: args.gpa, pages: args.pages, outcome,
+      rate: outcome.kind === 'synced' && seconds > 0 ? args.pages / seconds : null,
+      userfaultExits: v.userfaultExits,
+    }
+  })
+  const { perVcpuRate, overallRate } = demandPagingRates(layout.vcpuArgs[0]!.pages, config.vcpus, m.elapsedNs)
+  const { uffd: u, kvmUserfault: k } = m
+  return {
+    config,
+    region: { slot: layout.slot, gpa: layout.gpa, size: layout.size, guestPageSize: layout.guestPageSize },
+    elapsedNs: m.elapsedNs,
+    vcpus,
+    perVcpuRate,
+    overallRate,
+    uffd: plan.uffd === null ? null : {
+      uffds: u.uffds, readersPerUffd: config.readersPerUffd, unitBytes: plan.unitBytes, units: u.units,
+      faults: u.faults, resolved: u.resolved, eexist: u.eexist, wakes: u.wakes,
+      unitsResolvedOnce: u.unitsOnce, unitsResolvedMoreThanOnce: u.unitsMore, unitsNeverResolved: u.unitsNever,
+    },
+    kvmUserfault: !config.kvmUserfault ? null : {
+      exits: k.exits, pagesWithExit: k.pagesWithExit, pagesWithMoreThanOneExit: k.pagesWithMoreExits,
+      violations: k.violations, violationCount: k.violationCount,
+    },
+    pagesWithoutGuestWrite: m.pagesWithoutGuestWrite,
+    samples,
   }
 }
