@@ -37,18 +37,18 @@
 
 import type { Backend, HostMapping, Vm, VcpuExit } from '../../harness/backend.ts'
 import type {
-  DemandPagingConfig, DemandPagingResult, DemandPagingSample, ResolvedDemandPagingConfig,
+  DemandPagingConfig, DemandPagingResult, ResolvedDemandPagingConfig,
   UserfaultExitViolation,
 } from '../../harness/demand-paging-types.ts'
 import { KvmError } from '../../harness/errors.ts'
 import {
-  backingUnavailable, DemandPagingTimeout, demandPagingPlan, demandPagingResult, kvmUserfaultRefusal,
+  createDemandPagingVm, DemandPagingTimeout, demandPagingResult, readSamples,
   type DemandPagingMeasurement,
-  resolveDemandPagingConfig, type DemandPagingPlan,
+  resolveDemandPagingOn, type DemandPagingPlan,
 } from '../../harness/kvm-util/demand-paging.ts'
 import { memstressGuestCode } from '../../harness/kvm-util/memstress.ts'
 import { GUEST_DATA_PROTOTYPE_BYTE } from '../../harness/kvm-util/userfaultfd-util.ts'
-import { KVM_MEM_USERFAULT, KVM_MEMORY_EXIT_FLAG_USERFAULT } from '../../harness/uapi/series.ts'
+import { KVM_MEMORY_EXIT_FLAG_USERFAULT } from '../../harness/uapi/series.ts'
 import type { AddressSpace, Vma } from './address-space.ts'
 import { isFault } from './address-space.ts'
 import { GuestMemory } from './guest-memory.ts'
@@ -78,45 +78,10 @@ export async function runEmulatorDemandPaging(
 ): Promise<DemandPagingResult> {
   const { kvm } = host
   const info = await kvm.info()
-  const resolved = resolveDemandPagingConfig(config, info.pageSize)
-  const unavailable = backingUnavailable(info, resolved.backing)
-  if (unavailable !== undefined) throw new RangeError(unavailable)
-  if (resolved.kvmUserfault) {
-    const refusal = await kvmUserfaultRefusal(kvm)
-    if (refusal !== null) throw refusal
-  }
-  const plan = demandPagingPlan(resolved, info.pageSize)
+  const resolved = resolveDemandPagingOn(info, config)
+  const { plan, vm, region, bitmap, close } = await createDemandPagingVm(kvm, resolved, info.pageSize)
   const { layout } = plan
-
-  const vm = await kvm.createVm()
-  const made: { close(): Promise<void> }[] = []
   try {
-    const region = await kvm.mmap({ size: layout.size, backing: resolved.backing })
-    made.push(region)
-    if (plan.prefault.length > 0) {
-      const alias = await region.alias()
-      try {
-        for (const r of plan.prefault) await alias.fill(r.gpa - layout.gpa, r.len, GUEST_DATA_PROTOTYPE_BYTE)
-      } finally {
-        await alias.close()
-      }
-    }
-    let bitmapAddr: bigint | null = null
-    if (resolved.kvmUserfault) {
-      // enable_userfault(): every page starts as userfault.
-      const bitmap = await kvm.createUserfaultBitmap(Number(layout.size / BigInt(info.pageSize)))
-      made.push(bitmap)
-      await bitmap.fill(true)
-      bitmapAddr = bitmap.addr
-      await vm.setUserMemoryRegion2({
-        slot: layout.slot, flags: KVM_MEM_USERFAULT, guestPhysAddr: layout.gpa, memorySize: layout.size,
-        userspaceAddr: region.addr, userfaultBitmap: bitmap.addr,
-      })
-    } else {
-      await vm.setUserMemoryRegion({
-        slot: layout.slot, flags: 0, guestPhysAddr: layout.gpa, memorySize: layout.size, userspaceAddr: region.addr,
-      })
-    }
     // memstress_create_vm()'s vCPUs, each with its program (the pass the simulation executes).
     const passes: Pass[] = []
     for (const args of layout.vcpuArgs) {
@@ -127,13 +92,12 @@ export async function runEmulatorDemandPaging(
       if (touch?.op !== 'touch_pages') throw new Error('memstressGuestCode(): the first step is not touch_pages')
       passes.push({ gpa: BigInt(touch.gva), pages: touch.pages, stride: touch.stride, write: touch.write, value: BigInt(touch.value) })
     }
-    const sim = new Simulation(host, host.vmState(vm), region, bitmapAddr, plan, resolved, passes)
+    const sim = new Simulation(host, host.vmState(vm), region, bitmap?.addr ?? null, plan, resolved, passes)
     const run = await sim.run()
     const samples = await readSamples(region, plan, resolved.samplePages)
     return demandPagingResult(resolved, plan, measurement(plan, run, sim.pagesWithoutGuestWrite()), samples)
   } finally {
-    await vm.close()
-    for (const obj of made.reverse()) await obj.close()
+    await close()
   }
 }
 
@@ -512,20 +476,6 @@ function le64(value: bigint): Uint8Array {
   const bytes = new Uint8Array(8)
   new DataView(bytes.buffer).setBigUint64(0, BigInt.asUintN(64, value), true)
   return bytes
-}
-
-/** `n` guest pages spread evenly over the region, first and last included, read after the run (as native). */
-async function readSamples(region: HostMapping, plan: DemandPagingPlan, n: number): Promise<DemandPagingSample[]> {
-  const pageSize = plan.layout.guestPageSize
-  const pages = Number(plan.layout.size / BigInt(pageSize))
-  const picks = new Set<number>()
-  for (let k = 0; k < Math.min(n, pages); k++) picks.add(n === 1 ? 0 : Math.floor((k * (pages - 1)) / (n - 1)))
-  const samples: DemandPagingSample[] = []
-  for (const p of [...picks].sort((a, b) => a - b)) {
-    const offset = BigInt(p) * BigInt(pageSize)
-    samples.push({ gpa: plan.layout.gpa + offset, bytes: await region.read(offset, pageSize) })
-  }
-  return samples
 }
 
 /** The simulation's counters in the harness's words (harness/kvm-util/demand-paging.ts builds the result). */

@@ -2,17 +2,20 @@
 // option parsing and asserts), the plan every backend follows (memstress region + userfaultfds), the
 // KVM Userfault probe, and the errors a run rejects with. Types: harness/demand-paging-types.ts.
 
-import type { Backend, BackendInfo, Backing, VcpuExit } from '../backend.ts'
+import type { Backend, BackendInfo, Backing, HostMapping, UserfaultBitmap, VcpuExit, Vm } from '../backend.ts'
 import type {
   DemandPagingConfig, DemandPagingResult, DemandPagingSample, DemandPagingVcpuResult, ResolvedDemandPagingConfig,
   UserfaultExitViolation,
 } from '../demand-paging-types.ts'
 import { KvmError } from '../errors.ts'
+import { KVM_MEM_USERFAULT } from '../uapi/series.ts'
 import { probeKvmUserfault } from './userfault.ts'
 import {
   DEFAULT_PER_VCPU_MEM_SIZE, MEMSTRESS_GUEST_PAGE_SIZE, memstressLayout, type MemstressLayout,
 } from './memstress.ts'
-import { minorPrefaultRanges, uffdSetupPlan, type UffdDescPlan, type UffdSetupPlan } from './userfaultfd-util.ts'
+import {
+  GUEST_DATA_PROTOTYPE_BYTE, minorPrefaultRanges, uffdSetupPlan, type UffdDescPlan, type UffdSetupPlan,
+} from './userfaultfd-util.ts'
 
 /** The default deadline of a whole run. */
 export const DEFAULT_DEMAND_PAGING_TIMEOUT_MS = 600_000
@@ -66,6 +69,18 @@ export function resolveDemandPagingConfig(config: DemandPagingConfig, hostPageSi
     vcpus, vcpuMemoryBytes, backing, uffdMode, singleUffd, readersPerUffd, uffdDelayUs, overlap, pinning,
     kvmUserfault, write, samplePages, timeoutMs,
   }
+}
+
+/**
+ * The config a backend runs: upstream's defaults and checks, and a RangeError when this backend cannot
+ * create the backing it asks for.
+ */
+export function resolveDemandPagingOn(info: Pick<BackendInfo, 'pageSize' | 'backings'>,
+  config: DemandPagingConfig): ResolvedDemandPagingConfig {
+  const resolved = resolveDemandPagingConfig(config, info.pageSize)
+  const unavailable = backingUnavailable(info, resolved.backing)
+  if (unavailable !== undefined) throw new RangeError(unavailable)
+  return resolved
 }
 
 /** Why `backing` cannot back the region on this backend, or undefined when it can. */
@@ -259,4 +274,85 @@ export function demandPagingResult(config: ResolvedDemandPagingConfig, plan: Dem
     pagesWithoutGuestWrite: m.pagesWithoutGuestWrite,
     samples,
   }
+}
+
+/** A run's VM as memstress_create_vm() and demand_paging_test leave it, before any vCPU exists. */
+export interface DemandPagingVm {
+  plan: DemandPagingPlan
+  vm: Vm
+  /** The host memory behind the test memslot. */
+  region: HostMapping
+  /** The userfault bitmap under -k (every bit set), else null. */
+  bitmap: UserfaultBitmap | null
+  /** Closes the VM, then the memory behind its memslots. */
+  close(): Promise<void>
+}
+
+/**
+ * The set-up every backend's runDemandPaging shares: the -k probe, the plan, the VM, the region's host
+ * memory with the page cache filled through an alias for MINOR (for every vCPU's range: the series'
+ * prefault fix), and the test memslot (with KVM_MEM_USERFAULT and a full bitmap under -k). The VM has no
+ * vCPUs yet: how a backend runs them is its own affair. On a failure everything made is freed.
+ */
+export async function createDemandPagingVm(kvm: Backend, resolved: ResolvedDemandPagingConfig,
+  pageSize: number): Promise<DemandPagingVm> {
+  if (resolved.kvmUserfault) {
+    const refusal = await kvmUserfaultRefusal(kvm)
+    if (refusal !== null) throw refusal
+  }
+  const plan = demandPagingPlan(resolved, pageSize)
+  const { layout } = plan
+  const vm = await kvm.createVm()
+  const made: { close(): Promise<void> }[] = []
+  const close = async () => {
+    await vm.close() // the memslots go first, then the memory behind them
+    for (const obj of made.reverse()) await obj.close()
+  }
+  try {
+    const region = await kvm.mmap({ size: layout.size, backing: resolved.backing })
+    made.push(region)
+    if (plan.prefault.length > 0) {
+      // The alias only fills the page cache; unmapped again before the run, so that the vCPUs' MINOR
+      // faults map pages no other mapping of this process holds.
+      const alias = await region.alias()
+      try {
+        for (const r of plan.prefault) await alias.fill(r.gpa - layout.gpa, r.len, GUEST_DATA_PROTOTYPE_BYTE)
+      } finally {
+        await alias.close()
+      }
+    }
+    let bitmap: UserfaultBitmap | null = null
+    if (resolved.kvmUserfault) {
+      // enable_userfault(): every page starts as userfault.
+      bitmap = await kvm.createUserfaultBitmap(Number(layout.size / BigInt(pageSize)))
+      made.push(bitmap)
+      await bitmap.fill(true)
+      await vm.setUserMemoryRegion2({
+        slot: layout.slot, flags: KVM_MEM_USERFAULT, guestPhysAddr: layout.gpa, memorySize: layout.size,
+        userspaceAddr: region.addr, userfaultBitmap: bitmap.addr,
+      })
+    } else {
+      await vm.setUserMemoryRegion({
+        slot: layout.slot, flags: 0, guestPhysAddr: layout.gpa, memorySize: layout.size, userspaceAddr: region.addr,
+      })
+    }
+    return { plan, vm, region, bitmap, close }
+  } catch (e) {
+    await close()
+    throw e
+  }
+}
+
+/** `n` pages of the region read back after a run, spread evenly from the first to the last. */
+export async function readSamples(region: HostMapping, plan: DemandPagingPlan, n: number): Promise<DemandPagingSample[]> {
+  const pageSize = plan.layout.guestPageSize
+  const pages = Number(plan.layout.size / BigInt(pageSize))
+  const picks = new Set<number>()
+  for (let k = 0; k < Math.min(n, pages); k++) picks.add(n === 1 ? 0 : Math.floor((k * (pages - 1)) / (n - 1)))
+  const samples: DemandPagingSample[] = []
+  for (const p of [...picks].sort((a, b) => a - b)) {
+    const offset = BigInt(p) * BigInt(pageSize)
+    samples.push({ gpa: plan.layout.gpa + offset, bytes: await region.read(offset, pageSize) })
+  }
+  return samples
 }
