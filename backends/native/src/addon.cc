@@ -223,6 +223,16 @@ Napi::Uint8Array argBytes(const Napi::CallbackInfo& info, size_t i, const char* 
   return v.As<Napi::Uint8Array>();
 }
 
+// A kernel struct passed as its raw bytes (struct kvm_regs, struct kvm_sregs): exactly sizeof(T) bytes.
+template <typename T>
+T argStruct(const Napi::CallbackInfo& info, size_t i, const char* name) {
+  Napi::Uint8Array d = argBytes(info, i, name);
+  if (d.ByteLength() != sizeof(T)) rangeError(info.Env(), std::string(name) + " must be " + std::to_string(sizeof(T)) + " bytes");
+  T t;
+  memcpy(&t, d.Data(), sizeof t);
+  return t;
+}
+
 bool isAbsent(const Napi::CallbackInfo& info, size_t i) {
   Napi::Value v = arg(info, i);
   return v.IsUndefined() || v.IsNull();
@@ -961,11 +971,7 @@ Napi::Value VcpuGetRegs(const Napi::CallbackInfo& info) {
 
 Napi::Value VcpuSetRegs(const Napi::CallbackInfo& info) {
   auto v = state(info.Env()).vcpus.get(argHandle(info, 0), "KVM_SET_REGS");
-  Napi::Uint8Array d = argBytes(info, 1, "regs");
-  struct kvm_regs r;
-  if (d.ByteLength() != sizeof r) rangeError(info.Env(), "regs must be " + std::to_string(sizeof r) + " bytes");
-  memcpy(&r, d.Data(), sizeof r);
-  v->setRegs(r);
+  v->setRegs(argStruct<struct kvm_regs>(info, 1, "regs"));
   return info.Env().Undefined();
 }
 
@@ -976,11 +982,7 @@ Napi::Value VcpuGetSregs(const Napi::CallbackInfo& info) {
 
 Napi::Value VcpuSetSregs(const Napi::CallbackInfo& info) {
   auto v = state(info.Env()).vcpus.get(argHandle(info, 0), "KVM_SET_SREGS");
-  Napi::Uint8Array d = argBytes(info, 1, "sregs");
-  struct kvm_sregs s;
-  if (d.ByteLength() != sizeof s) rangeError(info.Env(), "sregs must be " + std::to_string(sizeof s) + " bytes");
-  memcpy(&s, d.Data(), sizeof s);
-  v->setSregs(s);
+  v->setSregs(argStruct<struct kvm_sregs>(info, 1, "sregs"));
   return info.Env().Undefined();
 }
 
