@@ -6,6 +6,8 @@
 //
 // The sets hold mapped gfns, not ranges, so zapping a 2^31-page slot costs what is mapped, not its size.
 
+import { SparsePageMap } from './sparse-page-map.ts'
+
 export type MappingLevel = '4K' | '2M'
 
 /** KVM_PAGES_PER_HPAGE(PG_LEVEL_2M) */
@@ -25,8 +27,8 @@ export interface Stage2View {
 }
 
 export class Stage2 implements Stage2View {
-  /** gfns with a 4 KiB leaf. */
-  private readonly small = new Set<number>()
+  /** gfns with a 4 KiB leaf (a page map used as a set: a fault adds to it without a Set's rehashing). */
+  private readonly small = new SparsePageMap()
   /** First gfns of 2 MiB leaves. */
   private readonly huge = new Set<number>()
 
@@ -38,7 +40,7 @@ export class Stage2 implements Stage2View {
   /** Installs a leaf for `gfn`; a 2 MiB leaf replaces the 4 KiB leaves under it (the table they were in). */
   map(gfn: number, level: MappingLevel): void {
     if (level === '4K') {
-      this.small.add(gfn)
+      this.small.set(gfn, 0)
       return
     }
     const base = hugeBase(gfn)
@@ -63,7 +65,7 @@ export class Stage2 implements Stage2View {
     for (const base of [...this.huge]) {
       if (base >= end || base + PAGES_PER_2M <= start) continue
       this.huge.delete(base)
-      for (let g = base; g < base + PAGES_PER_2M; g++) this.small.add(g)
+      for (let g = base; g < base + PAGES_PER_2M; g++) this.small.set(g, 0)
     }
   }
 
@@ -76,7 +78,7 @@ export class Stage2 implements Stage2View {
 
   mappings(): { gfn: number; level: MappingLevel }[] {
     const all = [
-      ...[...this.small].map((gfn) => ({ gfn, level: '4K' as const })),
+      ...[...this.small.keys()].map((gfn) => ({ gfn, level: '4K' as const })),
       ...[...this.huge].map((gfn) => ({ gfn, level: '2M' as const })),
     ]
     return all.sort((a, b) => a.gfn - b.gfn)
@@ -89,7 +91,7 @@ export class Stage2 implements Stage2View {
       for (let g = start; g < end; g++) if (this.small.has(g)) out.push(g)
       return out
     }
-    for (const g of this.small) if (g >= start && g < end) out.push(g)
+    for (const g of this.small.keys()) if (g >= start && g < end) out.push(g)
     return out
   }
 }
