@@ -14,6 +14,7 @@ export const MMAP_BASE = 0x7f0000000000n
 export const MMAP_MIN_ADDR = 0x10000n
 const U64_MAX = (1n << 64n) - 1n
 const PMD_SIZE = 2n << 20n
+const IN_PAGE = BigInt(PAGE_SIZE) - 1n
 
 export const AVAILABLE_BACKINGS: readonly Backing[] = ['anonymous', 'anonymous_thp', 'shmem']
 /** hugetlbfs has no pages reserved in the emulator (nor on the project's machines). */
@@ -135,6 +136,9 @@ export class AddressSpace {
     if (i < 0) return
     this.invalidate(vma.start, vma.end)
     this.vmas.splice(i, 1)
+    // Anonymous memory has exactly one mapping (there is no file to map it again), so its pages die
+    // with it; they go back to the page pool for the next mapping instead of to the garbage collector.
+    if (vma.object.kind === 'anonymous') vma.object.pages.release()
   }
 
   /** The mapping that contains `addr`, if any. */
@@ -199,7 +203,22 @@ export class AddressSpace {
     return this.vmas.length
   }
 
+  /**
+   * The mapping and object offset of an access of `length` bytes at `addr` that stays inside one page the
+   * object lets the host touch, or undefined when the access needs the piece-by-piece walk (it crosses a
+   * page, or may fault). Every guest access is such an access: this keeps them off walk()'s closures.
+   */
+  private inOnePage(addr: bigint, length: number): { vma: Vma; offset: bigint } | undefined {
+    const vma = this.find(addr)
+    if (vma === undefined || length === 0 || Number(addr & IN_PAGE) + length > PAGE_SIZE) return undefined
+    const offset = vma.offset + (addr - vma.start)
+    const index = pageIndex(offset)
+    return vma.object.firstRefusedPage(index, index + 1) === undefined ? { vma, offset } : undefined
+  }
+
   read(addr: bigint, length: number): Uint8Array | Fault {
+    const one = this.inOnePage(addr, length)
+    if (one !== undefined) return one.vma.object.pages.read(one.offset, length)
     const out = new Uint8Array(length)
     const fault = this.walk(addr, BigInt(length), (store, offset, len, at) => {
       out.set(store.read(offset, Number(len)), Number(at))
@@ -208,6 +227,11 @@ export class AddressSpace {
   }
 
   write(addr: bigint, data: Uint8Array): Fault | undefined {
+    const one = this.inOnePage(addr, data.length)
+    if (one !== undefined) {
+      one.vma.object.pages.write(one.offset, data)
+      return undefined
+    }
     return this.walk(addr, BigInt(data.length), (store, offset, len, at) => {
       store.write(offset, data.subarray(Number(at), Number(at + len)))
     })

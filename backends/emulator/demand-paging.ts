@@ -147,6 +147,8 @@ class Simulation {
   private readonly regionAddr: bigint
   /** The region's mapping (the object behind it holds the pages UFFDIO_COPY fills and CONTINUE maps). */
   private readonly vma: Vma | undefined
+  /** The object's page index of the region's first page. */
+  private readonly firstObjectPage: number
   private readonly regionGpa: bigint
   private readonly regionPages: number
   private readonly baseGfn: number
@@ -187,6 +189,7 @@ class Simulation {
     this.memory = new GuestMemory(vm, host.memory)
     this.regionAddr = region.addr
     this.vma = host.memory.find(region.addr)
+    this.firstObjectPage = this.vma === undefined ? 0 : pageIndex(this.vma.offset + (region.addr - this.vma.start))
     this.regionGpa = layout.gpa
     this.regionPages = Number(layout.size >> BigInt(PAGE_SHIFT))
     this.baseGfn = Number(layout.gpa >> BigInt(PAGE_SHIFT))
@@ -338,10 +341,9 @@ class Simulation {
   }
 
   private pageCacheHas(unit: number): boolean {
-    const addr = this.regionAddr + BigInt(unit) * BigInt(this.unitBytes)
     const { vma } = this
     if (vma === undefined) return false
-    const first = pageIndex(vma.offset + (addr - vma.start))
+    const first = this.firstObjectPage + unit * this.unitPages
     for (let i = 0; i < this.unitPages; i++) if (!vma.object.pages.hasPage(first + i)) return false
     return true
   }
@@ -407,8 +409,7 @@ class Simulation {
       // its PTE is installed (below); no access goes through the process's mapping.
       const { vma } = this
       if (vma === undefined) throw new KvmError('EFAULT', 'UFFDIO_COPY')
-      const offset = vma.offset + (this.regionAddr - vma.start) + BigInt(unit) * BigInt(this.unitBytes)
-      vma.object.pages.fill(offset, BigInt(this.unitBytes), GUEST_DATA_PROTOTYPE_BYTE)
+      vma.object.pages.fillPages(this.firstObjectPage + unit * this.unitPages, this.unitPages, GUEST_DATA_PROTOTYPE_BYTE)
     }
     this.present[unit] = 1
     this.resolved++
