@@ -4,7 +4,9 @@
 // (past the end of a file, or guest_memfd memory that is private).
 
 import type { Backing } from '../../harness/backend.ts'
+import { HostPageTables } from './host-page-tables.ts'
 import { PAGE_SIZE, PageStore, pageAlignUp, pageIndex } from './page-store.ts'
+import { UffdRegistrations } from './uffd-registrations.ts'
 
 /** x86-64 TASK_SIZE_MAX with 4-level paging: the end of user space minus the guard page. */
 export const TASK_SIZE_MAX = 0x7ffffffff000n
@@ -89,6 +91,10 @@ export class AddressSpace {
   private readonly vmas: Vma[] = []
   private next = MMAP_BASE
   private readonly notifiers = new Set<InvalidateRange>()
+  /** Which pages the process's page tables map (what userfaultfd calls missing): host-page-tables.ts. */
+  readonly ptes = new HostPageTables()
+  /** Which ranges userfaultfds cover (the VMAs' vm_userfaultfd_ctx): uffd-registrations.ts. */
+  readonly uffd = new UffdRegistrations()
 
   /** mmu_notifier_register(): `fn` hears of every range invalidated from now on; call the result to stop. */
   onInvalidate(fn: InvalidateRange): () => void {
@@ -98,6 +104,7 @@ export class AddressSpace {
 
   /** mmu_notifier_invalidate_range_start(): the process's page tables lose [start, end). */
   invalidate(start: bigint, end: bigint): void {
+    this.ptes.drop(start, end)
     for (const fn of this.notifiers) fn(start, end)
   }
 
@@ -135,6 +142,7 @@ export class AddressSpace {
     const i = this.vmas.indexOf(vma)
     if (i < 0) return
     this.invalidate(vma.start, vma.end)
+    this.uffd.clear(vma.start, vma.end) // the VMA and its vm_userfaultfd_ctx go together
     this.vmas.splice(i, 1)
     // Anonymous memory has exactly one mapping (there is no file to map it again), so its pages die
     // with it; they go back to the page pool for the next mapping instead of to the garbage collector.

@@ -7,6 +7,7 @@
 
 import type { MemoryObject } from './address-space.ts'
 import type { GuestMemfdFile } from './guest-memfd.ts'
+import type { Userfaultfd } from './userfaultfd.ts'
 import type { VcpuState } from './vcpu.ts'
 import type { VmState } from './vm.ts'
 
@@ -19,6 +20,8 @@ export type OpenFile =
   | { readonly kind: 'guest_memfd'; readonly file: GuestMemfdFile }
   /** memfd_create() behind a shmem mapping. */
   | { readonly kind: 'memfd'; readonly object: MemoryObject }
+  /** userfaultfd(2) or USERFAULTFD_IOC_NEW on /dev/userfaultfd. */
+  | { readonly kind: 'userfaultfd'; readonly uffd: Userfaultfd }
 
 /** RLIMIT_NOFILE: the kernel's default hard limit. */
 export const DEFAULT_FD_LIMIT = 1 << 20

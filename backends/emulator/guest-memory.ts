@@ -8,7 +8,7 @@
 
 import { isFault, type AddressSpace } from './address-space.ts'
 import { PAGE_SIZE } from './page-store.ts'
-import { hostFaultExit, pageFault, type MemoryExit, type Source } from './page-fault.ts'
+import { pageFault, refusedHostPageExit, type MemoryExit, type Source } from './page-fault.ts'
 import type { VmState } from './vm.ts'
 
 export type { MemoryExit }
@@ -43,7 +43,7 @@ export class GuestMemory {
    * (KVM_CAP_MEMORY_FAULT_INFO), KVM_RUN returning EFAULT.
    */
   private hostFault(gpa: bigint): MemoryExit {
-    return hostFaultExit(gpa)
+    return refusedHostPageExit(this.vm, gpa)
   }
 
   /** The guest reads `length` bytes at `gpa` (within one page). */

@@ -10,6 +10,7 @@ import { accessException, deliverException, emulationFailureExit, type GateRead,
 import { codeBase, STEP_BYTES, type CheckedProgram, type Step } from './guest-program-check.ts'
 import { pageRemainder, type GuestMemory, type MemoryExit } from './guest-memory.ts'
 import { PAGE_SIZE } from './page-store.ts'
+import type { UffdWait } from './userfaultfd.ts'
 
 /**
  * The work a chunk may do before the run loop yields: one unit per step, per spin iteration and per
@@ -67,6 +68,8 @@ export type Outcome =
   | { kind: 'yield' }
   /** KVM_RUN fails with EFAULT and no exit (KVM Userfault's bitmap could not be read). */
   | { kind: 'errno'; errno: 'EFAULT' }
+  /** The access's host page went to a userfaultfd: the vCPU sleeps on `wait`, then re-executes the access. */
+  | { kind: 'wait'; wait: UffdWait }
 
 /** A data access: done, or stopped by an exit (`retired` when the access completed as it exited). */
 type Access = { kind: 'done'; bytes: Uint8Array } | { kind: 'stop'; outcome: Outcome; retired: boolean }
@@ -100,7 +103,7 @@ function stopFor(r: Exclude<MemoryExit, { kind: 'mmio' }>): Outcome {
     case 'efault':
       return { kind: 'errno', errno: 'EFAULT' }
     case 'retry':
-      return YIELD
+      return r.wait === undefined ? YIELD : { kind: 'wait', wait: r.wait }
   }
 }
 

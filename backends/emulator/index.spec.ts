@@ -24,7 +24,7 @@ describe('the backend', () => {
       arch: 'x86_64',
       pageSize: 4096,
       profile: 'pvm-6.18',
-      features: ['vcpu', 'demand-paging'],
+      features: ['vcpu', 'userfaultfd', 'demand-paging'],
     })
     expect(typeof (await kvm.info()).host).toBe('string')
     expect(await kvm.getApiVersion()).toBe(12)
@@ -56,9 +56,14 @@ describe('the backend', () => {
     await expect(pvm.createVm({ type: KVM_X86_SW_PROTECTED_VM })).rejects.toMatchObject({ code: 'EINVAL' })
   })
 
-  test('no userfaultfd yet: ENOSYS naming the missing feature', async () => {
+  test('userfaultfd: the lowest free fd; bad flags EINVAL; EBADF once the backend is closed', async () => {
     const kvm = createEmulatorBackend()
-    await expect(kvm.openUffd({ via: 'syscall' })).rejects.toMatchObject({ code: 'ENOSYS', op: 'userfaultfd' })
+    const uffd = await kvm.openUffd({ via: 'syscall' })
+    expect(uffd.fd).toBe(kvm.systemFd + 1)
+    await expect(kvm.openUffd({ via: 'dev', flags: 2 })).rejects.toMatchObject({ code: 'EINVAL', op: 'USERFAULTFD_IOC_NEW' })
+    await kvm.close()
+    await expect(kvm.openUffd({ via: 'syscall' })).rejects.toMatchObject({ code: 'EBADF', op: 'userfaultfd' })
+    await expect(uffd.api(0)).rejects.toMatchObject({ code: 'EBADF', op: 'UFFDIO_API' })
   })
 
   test('close() frees every VM, fd and mapping; the system fd is then EBADF', async () => {

@@ -16,6 +16,7 @@ import type {
   RunOptions,
   U64In,
   Uffd,
+  UffdEvent,
   UserfaultBitmap,
   UserspaceMemoryRegion,
   UserspaceMemoryRegion2,
@@ -27,6 +28,7 @@ import type { DemandPagingConfig, DemandPagingResult } from '../../harness/deman
 import { HostFault, KvmError, VcpuTimeout } from '../../harness/errors.ts'
 import { BOOT_SLOT, BOOT_SLOT_GPA, BOOT_SLOT_SIZE, type GuestProgram } from '../../harness/guest-program.ts'
 import { KVM_API_VERSION } from '../../harness/uapi/kvm.ts'
+import { UFFD_API } from '../../harness/uapi/userfaultfd.ts'
 import { errnoNumber, type ErrnoName } from '../../harness/uapi/errno.ts'
 import {
   AVAILABLE_BACKINGS,
@@ -45,6 +47,7 @@ import { FdTable, type OpenFile } from './fd-table.ts'
 import { checkFallocate, checkMmap, punchHole, readWriteErrno, type GuestMemfdFile } from './guest-memfd.ts'
 import { GuestMemory } from './guest-memory.ts'
 import { checkGuestProgram } from './guest-program-check.ts'
+import { faultedIn, userfaultStop, type UserfaultStop } from './host-access.ts'
 import { byteValue, legacyRegion, memoryAttributes, region2, u64Words } from './inputs.ts'
 import { madvise } from './madvise.ts'
 import type { MemoryRegion, MemslotIoctl } from './memslots.ts'
@@ -54,6 +57,9 @@ import type { Stage2View } from './stage2.ts'
 import { count, int32, integer, loff, u32, u64 } from './u64.ts'
 import { bitLocation, bitmapBytes, bitmapWords, filledBitmap } from './userfault-bitmap.ts'
 import { VcpuState } from './vcpu.ts'
+import { register, unregister, validateRange } from './uffd-registrations.ts'
+import { checkMfill, dontWake, mfill, type MfillOp } from './uffd-mfill.ts'
+import { Userfaultfd, checkUserfaultfdFlags } from './userfaultfd.ts'
 import { VmState, checkCreateVm } from './vm.ts'
 
 export { DEFAULT_PROFILE, defineProfile, getProfile, profileNames, type KernelProfile } from './profiles.ts'
@@ -82,6 +88,7 @@ class EmulatorBackend implements Backend {
   readonly vms = new Set<EmulatorVm>()
   readonly gmems = new Set<EmulatorGuestMemfd>()
   readonly mappings = new Set<EmulatorMapping>()
+  readonly uffds = new Set<EmulatorUffd>()
   private nextIno = 0x1000n
   private closed = false
 
@@ -91,6 +98,12 @@ class EmulatorBackend implements Backend {
 
   ino(): bigint {
     return this.nextIno++
+  }
+
+  /** The fd number of a userfaultfd context, for messages. */
+  uffdFd(ctx: Userfaultfd): number | string {
+    for (const u of this.uffds) if (u.ctx === ctx) return u.fd
+    return '(closed)'
   }
 
   /** The /dev/kvm fd: EBADF once the backend is closed. */
@@ -105,7 +118,7 @@ class EmulatorBackend implements Backend {
       pageSize: PAGE_SIZE,
       profile: this.profile.name,
       backings: [...AVAILABLE_BACKINGS],
-      features: ['vcpu', 'demand-paging'],
+      features: ['vcpu', 'userfaultfd', 'demand-paging'],
       host: hostname(),
     }
   }
@@ -179,15 +192,28 @@ class EmulatorBackend implements Backend {
     return runEmulatorDemandPaging({ kvm: this, memory: this.memory, vmState: vmStateOf }, config)
   }
 
-  async openUffd(_opts: { via: 'syscall' | 'dev'; flags?: number }): Promise<Uffd> {
-    this.system('userfaultfd')
-    throw new KvmError('ENOSYS', 'userfaultfd', "the emulator has no userfaultfd yet ('userfaultfd' is not in info().features)")
+  /**
+   * userfaultfd(2) (`via: 'syscall'`) or USERFAULTFD_IOC_NEW on /dev/userfaultfd (`via: 'dev'`), both
+   * new_userfaultfd(): flags other than O_CLOEXEC, O_NONBLOCK and UFFD_USER_MODE_ONLY -> EINVAL. The
+   * caller is root, so neither path is EPERM. The uffd takes the lowest free fd.
+   */
+  async openUffd(opts: { via: 'syscall' | 'dev'; flags?: number }): Promise<Uffd> {
+    if (opts.via !== 'syscall' && opts.via !== 'dev') throw new TypeError(`via: unknown '${String(opts.via)}'`)
+    const op = opts.via === 'dev' ? 'USERFAULTFD_IOC_NEW' : 'userfaultfd'
+    this.system(op)
+    const flags = int32(opts.flags ?? 0, 'flags')
+    check(op, checkUserfaultfdFlags(flags) ?? null)
+    const ctx = new Userfaultfd(flags)
+    const uffd = new EmulatorUffd(this, ctx, check(op, this.fds.install({ kind: 'userfaultfd', uffd: ctx })))
+    this.uffds.add(uffd)
+    return uffd
   }
 
   async close(): Promise<void> {
     if (this.closed) return
     for (const vm of [...this.vms]) await vm.close()
     for (const gmem of [...this.gmems]) await gmem.close()
+    for (const uffd of [...this.uffds]) await uffd.close()
     for (const mapping of [...this.mappings]) await mapping.close()
     this.fds.close(this.systemFd)
     this.closed = true
@@ -532,24 +558,69 @@ class EmulatorMapping implements HostMapping {
     this.size = vma.end - vma.start
   }
 
+  /**
+   * A host access meets userfaultfd before anything else of it happens past the page it stops at
+   * (host-access.ts): the bytes before are accessed, then a UFFD_FEATURE_SIGBUS userfaultfd raises SIGBUS
+   * and any other rejects with EDEADLK where a real process would sleep until the page is resolved (the
+   * emulator's one thread is the one that would resolve it). Pages reached get their PTEs.
+   */
+  private stopped(op: string, stop: UserfaultStop): never {
+    if (stop.kind === 'sigbus') throw new HostFault('SIGBUS', op, stop.fault.address)
+    throw new KvmError('EDEADLK', op, `the access would sleep on userfaultfd ${this.backend.uffdFd(stop.uffd)} ` +
+      `for the ${stop.minor ? 'minor' : 'missing'} page at 0x${stop.address.toString(16)} until it is resolved; ` +
+      'the emulator does not block host accesses (resolve the page first, or use UFFD_FEATURE_SIGBUS)')
+  }
+
   async read(offset: U64In, length: number): Promise<Uint8Array> {
     const at = this.addr + u64(offset, 'offset')
-    return hostAccess('HostMapping.read', this.backend.memory.read(at, count(length, 'length')))
+    const len = count(length, 'length')
+    const space = this.backend.memory
+    const stop = userfaultStop(space, at, BigInt(len))
+    const reach = stop === undefined ? len : Number((stop.kind === 'sigbus' ? stop.fault.address : stop.address) - at)
+    const bytes = space.read(at, reach)
+    faultedIn(space, at, isFault(bytes) ? bytes.address : at + BigInt(reach), false)
+    const data = hostAccess('HostMapping.read', bytes)
+    if (stop !== undefined) this.stopped('HostMapping.read', stop)
+    return data
   }
 
   async write(offset: U64In, data: Uint8Array): Promise<void> {
     const at = this.addr + u64(offset, 'offset')
-    hostAccess('HostMapping.write', this.backend.memory.write(at, data))
+    const space = this.backend.memory
+    const stop = userfaultStop(space, at, BigInt(data.length))
+    const reach = stop === undefined ? data.length : Number((stop.kind === 'sigbus' ? stop.fault.address : stop.address) - at)
+    const fault = space.write(at, reach === data.length ? data : data.subarray(0, reach))
+    faultedIn(space, at, fault !== undefined ? fault.address : at + BigInt(reach), true)
+    hostAccess('HostMapping.write', fault)
+    if (stop !== undefined) this.stopped('HostMapping.write', stop)
   }
 
   async fill(offset: U64In, length: U64In, byte: number): Promise<void> {
     const at = this.addr + u64(offset, 'offset')
-    hostAccess('HostMapping.fill', this.backend.memory.fill(at, u64(length, 'length'), byteValue(byte)))
+    const len = u64(length, 'length')
+    const value = byteValue(byte)
+    const space = this.backend.memory
+    const stop = userfaultStop(space, at, len)
+    const reach = stop === undefined ? len : (stop.kind === 'sigbus' ? stop.fault.address : stop.address) - at
+    const fault = space.fill(at, reach, value)
+    faultedIn(space, at, fault !== undefined ? fault.address : at + reach, true)
+    hostAccess('HostMapping.fill', fault)
+    if (stop !== undefined) this.stopped('HostMapping.fill', stop)
   }
 
   async findMismatch(offset: U64In, length: U64In, byte: number): Promise<bigint> {
     const at = this.addr + u64(offset, 'offset')
-    return hostAccess('HostMapping.findMismatch', this.backend.memory.findMismatch(at, u64(length, 'length'), byteValue(byte)))
+    const len = u64(length, 'length')
+    const value = byteValue(byte)
+    const space = this.backend.memory
+    const stop = userfaultStop(space, at, len)
+    const reach = stop === undefined ? len : (stop.kind === 'sigbus' ? stop.fault.address : stop.address) - at
+    const found = space.findMismatch(at, reach, value)
+    // The scan reads up to the first mismatch (or the fault, or its end).
+    faultedIn(space, at, isFault(found) ? found.address : found >= 0n ? at + found + 1n : at + reach, false)
+    const r = hostAccess('HostMapping.findMismatch', found)
+    if (r >= 0n || stop === undefined) return r
+    return this.stopped('HostMapping.findMismatch', stop)
   }
 
   async madvise(advice: number, offset?: U64In, length?: U64In): Promise<void> {
@@ -579,6 +650,105 @@ class EmulatorMapping implements HostMapping {
     this.backend.mappings.delete(this)
     this.owns.file?.release()
     if (this.owns.closeFd && this.fd !== null) this.backend.fds.close(this.fd)
+  }
+}
+
+/**
+ * A userfaultfd of the emulated process (userfaultfd.ts, uffd-registrations.ts, uffd-mfill.ts). Every
+ * call on a closed one is EBADF; every call but UFFDIO_API, before a successful UFFDIO_API, is EINVAL
+ * (userfaultfd_ioctl(), userfaultfd_read()). None of them waits.
+ */
+class EmulatorUffd implements Uffd {
+  private closed = false
+
+  constructor(
+    private readonly backend: EmulatorBackend,
+    readonly ctx: Userfaultfd,
+    readonly fd: number,
+  ) {}
+
+  private live(op: string): Userfaultfd {
+    if (this.closed) throw new KvmError('EBADF', op, `userfaultfd ${this.fd} is closed`)
+    if (op !== 'UFFDIO_API' && !this.ctx.initialized) throw new KvmError('EINVAL', op, 'no UFFDIO_API yet')
+    return this.ctx
+  }
+
+  /** UFFDIO_API with api = UFFD_API. */
+  async api(features: U64In = 0): Promise<{ features: bigint; ioctls: bigint }> {
+    const requested = u64(features, 'features')
+    return check('UFFDIO_API', this.live('UFFDIO_API').api(BigInt(UFFD_API), requested))
+  }
+
+  /** UFFDIO_REGISTER */
+  async register(range: { start: U64In; len: U64In }, mode: number): Promise<{ ioctls: bigint }> {
+    const start = u64(range.start, 'start')
+    const len = u64(range.len, 'len')
+    const m = u64(mode, 'mode')
+    return { ioctls: check('UFFDIO_REGISTER', register(this.backend.memory, this.live('UFFDIO_REGISTER'), start, len, m)) }
+  }
+
+  /** UFFDIO_UNREGISTER: wakes the waiters of the range's MISSING-registered parts, then unregisters it. */
+  async unregister(range: { start: U64In; len: U64In }): Promise<void> {
+    const start = u64(range.start, 'start')
+    const len = u64(range.len, 'len')
+    check('UFFDIO_UNREGISTER', unregister(this.backend.memory, this.live('UFFDIO_UNREGISTER'), start, len) ?? null)
+  }
+
+  /** UFFDIO_COPY */
+  async copy(op: { dst: U64In; data: Uint8Array; mode?: number }): Promise<bigint> {
+    if (!(op.data instanceof Uint8Array)) throw new TypeError('data: expected a Uint8Array')
+    return this.mfill('UFFDIO_COPY', { kind: 'copy', dst: u64(op.dst, 'dst'), data: op.data, mode: u64(op.mode ?? 0, 'mode') })
+  }
+
+  /** UFFDIO_ZEROPAGE */
+  async zeropage(op: { start: U64In; len: U64In; mode?: number }): Promise<bigint> {
+    return this.mfill('UFFDIO_ZEROPAGE', { kind: 'zeropage', dst: u64(op.start, 'start'), len: u64(op.len, 'len'), mode: u64(op.mode ?? 0, 'mode') })
+  }
+
+  /** UFFDIO_CONTINUE */
+  async continue(op: { start: U64In; len: U64In; mode?: number }): Promise<bigint> {
+    return this.mfill('UFFDIO_CONTINUE', { kind: 'continue', dst: u64(op.start, 'start'), len: u64(op.len, 'len'), mode: u64(op.mode ?? 0, 'mode') })
+  }
+
+  /**
+   * userfaultfd_copy() and friends: the checks, mfill_atomic(), then a wake of [dst, dst + done) unless
+   * DONTWAKE; nothing done -> the error; part of the range done -> EAGAIN.
+   */
+  private mfill(name: string, op: MfillOp): bigint {
+    const ctx = this.live(name)
+    check(name, checkMfill(op) ?? null)
+    const r = mfill(this.backend.memory, op)
+    if (r.done === 0n) throw new KvmError(r.error ?? 'EINVAL', name)
+    if (!dontWake(op)) ctx.wake(op.dst, r.done)
+    if (r.error !== undefined) throw new KvmError('EAGAIN', name, `${r.done} bytes done, then ${r.error}`)
+    return r.done
+  }
+
+  /** UFFDIO_WAKE: wakes the waiters of the range (registered or not). */
+  async wake(range: { start: U64In; len: U64In }): Promise<void> {
+    const start = u64(range.start, 'start')
+    const len = u64(range.len, 'len')
+    const ctx = this.live('UFFDIO_WAKE')
+    check('UFFDIO_WAKE', validateRange(start, len) ?? null)
+    ctx.wake(start, len)
+  }
+
+  /** read(2) of pending uffd_msg records, without blocking; each message is read once. */
+  async readEvents(max = 64): Promise<UffdEvent[]> {
+    const n = count(max, 'max')
+    if (this.closed) throw new KvmError('EBADF', 'read', `userfaultfd ${this.fd} is closed`)
+    if (n === 0) return []
+    return this.live('read').read(n).map((m): UffdEvent => ({ kind: 'pagefault', address: m.address, flags: m.flags }))
+  }
+
+  /** close(2): userfaultfd_release() unregisters everything it covers and wakes every waiter. */
+  async close(): Promise<void> {
+    if (this.closed) throw new KvmError('EBADF', 'close', `userfaultfd ${this.fd} is closed`)
+    this.closed = true
+    this.backend.memory.uffd.clearUffd(this.ctx)
+    this.ctx.release()
+    this.backend.fds.close(this.fd)
+    this.backend.uffds.delete(this)
   }
 }
 

@@ -70,6 +70,7 @@ function adviseVma(space: AddressSpace, vma: Vma, from: bigint, to: bigint, advi
       if (object.kind === 'anonymous') return 'EINVAL'
       space.invalidateObject(object, offset, length)
       object.pages.discard(offset, length)
+      space.ptes.dropCache(object, pageIndex(offset), pageIndex(offset + length - 1n) + 1)
       return undefined
     case MADV_POPULATE_READ:
     case MADV_POPULATE_WRITE:

@@ -8,10 +8,12 @@
 
 import { KVM_MEM_GUEST_MEMFD, KVM_MEM_READONLY, KVM_MEMORY_EXIT_FLAG_PRIVATE } from '../../harness/uapi/kvm.ts'
 import type { AddressSpace } from './address-space.ts'
+import { hostPageFault } from './host-page-fault.ts'
 import { maxMappingLevel } from './mapping-level.ts'
 import type { Memslot } from './memslots.ts'
 import { PAGE_SHIFT, PAGE_SIZE, type PageStore } from './page-store.ts'
 import { checkUserfault, userfaultExitFlags } from './userfault.ts'
+import type { UffdWait } from './userfaultfd.ts'
 import type { VmState } from './vm.ts'
 
 /** Why an access did not reach memory. */
@@ -25,8 +27,12 @@ export type MemoryExit =
   | { kind: 'memory_fault'; gpa: bigint; flags: bigint }
   /** KVM_RUN fails with EFAULT and no exit information (a KVM Userfault bitmap that cannot be read). */
   | { kind: 'efault' }
-  /** RET_PF_RETRY: the gfn's memslot is being deleted or moved (KVM_MEMSLOT_INVALID); fault again later. */
-  | { kind: 'retry' }
+  /**
+   * RET_PF_RETRY: fault again later. The gfn's memslot is being deleted or moved (KVM_MEMSLOT_INVALID),
+   * or, with `wait`, the host fault went to a userfaultfd (handle_userfault() returns VM_FAULT_RETRY
+   * once woken): the vCPU's thread sleeps on `wait` first.
+   */
+  | { kind: 'retry'; wait?: UffdWait }
 
 /** Where an access's page comes from. */
 export type Source =
@@ -42,6 +48,15 @@ const MMIO: MemoryExit = { kind: 'mmio' }
 /** kvm_handle_error_pfn(): hva_to_pfn() failed (SIGSEGV/SIGBUS): a memory fault exit for the page, flags 0. */
 export function hostFaultExit(gpa: bigint): MemoryExit {
   return { kind: 'memory_fault', gpa: gpa & ~(PAGE - 1n), flags: 0n }
+}
+
+/**
+ * A host page KVM cannot have: upstream, hostFaultExit(); where KVM reaches guest memory by emulated
+ * uaccess (kvm_pvm, profiles.ts guestAccess), the failed copy makes the access MMIO, as measured for a
+ * UFFD_USER_MODE_ONLY userfaultfd and a missing host mapping (shared/reference/host-kvm.md).
+ */
+export function refusedHostPageExit(vm: VmState, gpa: bigint): MemoryExit {
+  return vm.profile.guestAccess === 'uaccess' ? MMIO : hostFaultExit(gpa)
 }
 
 /**
@@ -71,7 +86,15 @@ export function pageFault(vm: VmState, host: AddressSpace, gpa: bigint, write: b
   }
   const src = source(slot, gfn, gpa, isPrivate, write)
   if (mapped || src.kind === 'mmio' || src.kind === 'memory_fault') return src
-  if (src.kind === 'hva' && host.pageFault(src.hva & ~(PAGE - 1n)) !== undefined) return hostFaultExit(gpa)
+  if (src.kind === 'hva') {
+    // hva_to_pfn(): the host page through the process's page tables, faulted in when it has no PTE (a
+    // fault that may go to a userfaultfd: host-page-fault.ts). get_user_pages() faults on the page's first
+    // byte; an emulated uaccess on the byte itself.
+    const realAddress = vm.profile.guestAccess === 'uaccess' ? src.hva : src.hva & ~(PAGE - 1n)
+    const f = hostPageFault(host, src.hva, { write, user: false, realAddress })
+    if (f.kind === 'signal') return refusedHostPageExit(vm, gpa)
+    if (f.kind === 'userfault') return { kind: 'retry', wait: f.wait }
+  }
   const fromGmem = src.kind === 'gmem'
   vm.stage2.map(gfn, maxMappingLevel({ slot, gfn, fromGmem, attributes: vm.attributes, host }))
   return src

@@ -9,6 +9,7 @@ import { PAGE_SHIFT, PAGE_SIZE, isPageAligned } from './page-store.ts'
 import { pageFault } from './page-fault.ts'
 import { PAGES_PER_2M } from './stage2.ts'
 import { U64_MAX } from './u64.ts'
+import type { UffdWait } from './userfaultfd.ts'
 import type { VmState } from './vm.ts'
 
 /** struct kvm_pre_fault_memory's inputs. */
@@ -33,7 +34,7 @@ export function checkPreFault(r: PreFaultRange): ErrnoName | undefined {
  * first, ENOSPC on a shadow-paging VM with no MMU pages yet, as measured on the project's PVM host):
  * the bytes the mapping of `gpa` covers, up to `size` (one step maps up to a huge page), or the errno.
  */
-export function preFaultStep(vm: VmState, host: AddressSpace, gpa: bigint, size: bigint): bigint | ErrnoName {
+export function preFaultStep(vm: VmState, host: AddressSpace, gpa: bigint, size: bigint): bigint | ErrnoName | { wait: UffdWait } {
   // kvm_tdp_map_page(): shadow paging faults on GVAs, so there is no GPA to map -> EOPNOTSUPP
   // (measured on the PVM host: valid arguments give EOPNOTSUPP, KVM_CAP_PRE_FAULT_MEMORY is 0).
   if (!vm.profile.tdp) return 'EOPNOTSUPP'
@@ -45,6 +46,9 @@ export function preFaultStep(vm: VmState, host: AddressSpace, gpa: bigint, size:
     case 'mmio':
       return 'ENOENT' // no memslot: RET_PF_EMULATE -> ENOENT
     case 'retry':
+      // The host page went to a userfaultfd: __kvm_mmu_faultin_pfn()'s second, FOLL_INTERRUPTIBLE
+      // get_user_pages() sleeps in handle_userfault() like a guest access would (vcpu.ts preFault()).
+      if (r.wait !== undefined) return { wait: r.wait }
       return 'EAGAIN' // a memslot being deleted or moved (6.18, kvm-x86 3ccbf6f47098) -> EAGAIN, not a spin
     case 'memory_fault':
     case 'efault':

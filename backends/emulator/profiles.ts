@@ -47,6 +47,20 @@ export interface KernelProfile {
   readonly supportedQuirks: number
   /** The KVM Userfault series applied, or null for a kernel without it (every released kernel). */
   readonly userfault: UserfaultOption | null
+  /**
+   * How KVM reaches a guest page's host memory when it faults it in, which decides what a userfaultfd
+   * sees of the access:
+   * - 'gup': hva_to_pfn() -> get_user_pages() of the page (upstream, TDP or shadow paging). The fault is
+   *   on the page's first byte, and the slow path is FOLL_INTERRUPTIBLE (kvm: x86: "Allow to respond to
+   *   generic signals during slow page faults", 6.3), so a kick ends a wait on a userfaultfd with
+   *   KVM_EXIT_INTR; a host page that cannot be had is KVM_EXIT_MEMORY_FAULT with EFAULT.
+   * - 'uaccess': kvm_pvm emulates every guest instruction and copies through userspace_addr with
+   *   copy_{from,to}_user() (shared/reference/host-kvm.md): the fault is on the exact byte, a kernel-mode
+   *   uaccess fault is not interruptible (measured: a kick does not end the wait), and a host page that
+   *   cannot be had (no mapping, SIGBUS, a UFFD_USER_MODE_ONLY userfaultfd) turns the access into
+   *   KVM_EXIT_MMIO (measured).
+   */
+  readonly guestAccess: 'gup' | 'uaccess'
 }
 
 export type ProfileOptions = Omit<KernelProfile, 'name' | 'description'>
@@ -80,6 +94,7 @@ export const UPSTREAM_6_18: KernelProfile = defineProfile(
     // kernels add VMCS12_ALLOW_FREEZE_IN_SMM (bit 10); see pvm-6.18.
     supportedQuirks: 0x3ff,
     userfault: null,
+    guestAccess: 'gup',
   },
   { name: 'upstream-6.18', description: 'upstream Linux 6.18, x86-64 with TDP (EPT/NPT)' },
 )
@@ -100,6 +115,7 @@ export const PVM_6_18: KernelProfile = defineProfile(UPSTREAM_6_18, {
   nrAddressSpaces: 1,
   maxGpaBits: 52,
   supportedQuirks: 0x5ff,
+  guestAccess: 'uaccess',
 })
 
 /**

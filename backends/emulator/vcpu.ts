@@ -12,6 +12,7 @@ import type { GuestMemory } from './guest-memory.ts'
 import { GuestCpu, RESET_RIP, execute, runWithoutProgram, type Outcome } from './guest-program.ts'
 import { checkPreFault, preFaultStep, type PreFaultRange } from './pre-fault.ts'
 import type { KernelProfile } from './profiles.ts'
+import type { UffdWait } from './userfaultfd.ts'
 import type { VmState } from './vm.ts'
 
 /** x86 KVM_PIO_PAGE_OFFSET * PAGE_SIZE: where kvm_run's io data lives, so what io.data_offset says. */
@@ -141,32 +142,97 @@ export class VcpuState {
    * KVM_RUN: `mmioData` goes into kvm_run.mmio.data, a read that exited is completed from it
    * (complete_userspace_io() runs before anything else), and the guest runs until it exits, a kick or
    * close stops it at the next yield (`intr`), or `deadline` (performance.now()) passes (`timeout`).
+   *
+   * An access whose host page goes to a userfaultfd puts the vCPU to sleep until the fault is woken,
+   * then the access is re-executed (sleepOnUserfault()). A deadline that passes during such a sleep is
+   * answered at once (`timeout`); where the sleep cannot be interrupted (profiles.ts guestAccess
+   * 'uaccess', as measured) the vCPU stays in KVM_RUN, every other vCPU call EBUSY, until the fault is
+   * woken, as the native backend's vCPU thread stays in the kernel after its run was given up.
    */
-  async run(mmioData: Uint8Array | undefined, deadline: number | undefined): Promise<RunOutcome> {
+  run(mmioData: Uint8Array | undefined, deadline: number | undefined): Promise<RunOutcome> {
     this.busy = 'KVM_RUN'
-    try {
-      if (mmioData !== undefined) this.runMmio.set(mmioData)
-      this.cpu.completeMmioRead(this.runMmio)
-      const refused = checkMmuLoad(this.vm.profile, this.vm)
-      if (refused !== undefined) return { kind: 'errno', errno: refused }
-      for (let chunks = 0; ; chunks++) {
-        // Yield before every chunk, the first included: a host that re-enters after each exit (an MMIO
-        // read answered in a loop) would otherwise keep the event loop in microtasks, starving timers.
-        await yieldToHost()
-        if (this.stop !== null) return { kind: 'exit', exit: { kind: 'intr' } }
-        // The guest gets one chunk whatever the deadline, as a native KVM_RUN enters before its timer fires.
-        if (chunks > 0 && deadline !== undefined && performance.now() >= deadline) return { kind: 'timeout' }
-        const outcome = this.chunk()
-        if (outcome.kind === 'exit') {
-          this.noteExit(outcome.exit)
-          return outcome
-        }
-        if (outcome.kind === 'errno') return outcome
-      }
-    } finally {
+    this.answeredTimeout = false
+    let answer!: (o: RunOutcome) => void
+    const answered = new Promise<RunOutcome>((resolve) => (answer = resolve))
+    const loop = this.runLoop(mmioData, deadline, (o) => answer(o)).finally(() => {
       this.busy = null
       // The native backend clears immediate_exit when KVM_RUN returns: a kick is for one run only.
       if (this.stop === 'kick') this.stop = null
+    })
+    loop.catch(() => undefined) // a loop that fails after its answer was given has no one to tell
+    return Promise.race([loop, answered])
+  }
+
+  private async runLoop(mmioData: Uint8Array | undefined, deadline: number | undefined, answer: (o: RunOutcome) => void): Promise<RunOutcome> {
+    if (mmioData !== undefined) this.runMmio.set(mmioData)
+    this.cpu.completeMmioRead(this.runMmio)
+    const refused = checkMmuLoad(this.vm.profile, this.vm)
+    if (refused !== undefined) return { kind: 'errno', errno: refused }
+    for (let chunks = 0; ; chunks++) {
+      // Yield before every chunk, the first included: a host that re-enters after each exit (an MMIO
+      // read answered in a loop) would otherwise keep the event loop in microtasks, starving timers.
+      await yieldToHost()
+      if (this.stop !== null) return { kind: 'exit', exit: { kind: 'intr' } }
+      // The guest gets one chunk whatever the deadline, as a native KVM_RUN enters before its timer fires.
+      if (chunks > 0 && deadline !== undefined && performance.now() >= deadline) return { kind: 'timeout' }
+      const outcome = this.chunk()
+      if (outcome.kind === 'exit') {
+        this.noteExit(outcome.exit)
+        return outcome
+      }
+      if (outcome.kind === 'errno') return outcome
+      if (outcome.kind === 'wait') {
+        const ended = await this.sleepOnUserfault(outcome.wait, deadline, answer)
+        if (ended !== undefined) return ended
+      }
+    }
+  }
+
+  /** Whether the run in flight already answered its caller with `timeout` (it sleeps on, unseen). */
+  private answeredTimeout = false
+  /** Wakes the sleep in flight to look at `stop` (kick() and close() call it). */
+  private interrupt: (() => void) | null = null
+
+  /**
+   * handle_userfault()'s sleep, from the vCPU's side: undefined once the fault is woken (the access is
+   * then retried), or how KVM_RUN ends without it. Closing the vCPU ends the sleep (`intr`: the emulator
+   * cannot leave a thread in the kernel behind a closed fd). A kick ends it only where the sleep is
+   * interruptible (guestAccess 'gup': KVM_EXIT_INTR, the waiter and its unread message gone); otherwise it
+   * stays pending and KVM_RUN returns `intr` after the wake. The deadline is a kick from the host: with an
+   * interruptible sleep the run ends with `timeout`; otherwise the caller is answered `timeout` now and
+   * the sleep goes on.
+   */
+  private async sleepOnUserfault(wait: UffdWait, deadline: number | undefined, answer: (o: RunOutcome) => void): Promise<RunOutcome | undefined> {
+    const interruptible = this.vm.profile.guestAccess === 'gup'
+    for (;;) {
+      let timer: NodeJS.Timeout | undefined
+      const why = await new Promise<'woken' | 'stop' | 'deadline'>((resolve) => {
+        void wait.woken.then(() => resolve('woken'))
+        this.interrupt = () => resolve('stop')
+        // A kick already noted does not end an uninterruptible sleep; a close always does.
+        if (this.stop === 'close' || (interruptible && this.stop !== null)) resolve('stop')
+        if (deadline !== undefined && !this.answeredTimeout) {
+          timer = setTimeout(() => resolve('deadline'), Math.max(0, deadline - performance.now()))
+        }
+      })
+      clearTimeout(timer)
+      this.interrupt = null
+      if (why === 'woken') return undefined
+      if (why === 'stop') {
+        if (this.stop === 'close' || interruptible) {
+          wait.cancel()
+          return { kind: 'exit', exit: { kind: 'intr' } }
+        }
+        continue // a kick on an uninterruptible sleep: noted in `stop`, seen once the fault is woken
+      }
+      // The deadline: the host kicks the vCPU.
+      this.stop ??= 'kick'
+      if (interruptible) {
+        wait.cancel()
+        return { kind: 'timeout' }
+      }
+      this.answeredTimeout = true
+      answer({ kind: 'timeout' })
     }
   }
 
@@ -197,6 +263,12 @@ export class VcpuState {
           ret = step
           break
         }
+        if (typeof step === 'object') {
+          // get_user_pages() with FOLL_INTERRUPTIBLE sleeps on the userfaultfd; a kick or close ends the
+          // sleep (KVM_PFN_ERR_SIGPENDING -> EINTR at the loop's signal check), a wake faults again.
+          await this.sleepInterruptibly(step.wait)
+          continue
+        }
         gpa += step
         size -= step
       } while (size > 0n)
@@ -206,6 +278,17 @@ export class VcpuState {
       this.busy = null
       if (this.stop === 'kick') this.stop = null
     }
+  }
+
+  /** A sleep on a userfaultfd that a kick or close ends (the waiter leaves the queue); `stop` tells which. */
+  private async sleepInterruptibly(wait: UffdWait): Promise<void> {
+    const woken = await new Promise<boolean>((resolve) => {
+      void wait.woken.then(() => resolve(true))
+      this.interrupt = () => resolve(false)
+      if (this.stop !== null) resolve(false)
+    })
+    this.interrupt = null
+    if (!woken) wait.cancel()
   }
 
   private chunk(): Outcome {
@@ -243,6 +326,7 @@ export class VcpuState {
    */
   kick(): void {
     if (this.busy !== null) this.stop ??= 'kick'
+    this.interrupt?.()
   }
 
   /** close(2) of the vCPU fd: a run in flight ends with `intr`; the VM reference goes. */
@@ -250,6 +334,7 @@ export class VcpuState {
     if (this.closed) return
     this.closed = true
     if (this.busy !== null) this.stop = 'close'
+    this.interrupt?.()
     this.vm.release()
   }
 }
