@@ -595,6 +595,13 @@ class EmulatorMapping implements HostMapping {
     if (stop !== undefined) this.stopped('HostMapping.write', stop)
   }
 
+  /** Replaces the byte at `offset` with `f(old)` in one step (an atomic read-modify-write). */
+  updateByte(offset: number, f: (old: number) => number): void {
+    const at = this.addr + BigInt(offset)
+    const [old] = hostAccess('HostMapping.read', this.backend.memory.read(at, 1))
+    hostAccess('HostMapping.write', this.backend.memory.write(at, Uint8Array.of(f(old!))))
+  }
+
   async fill(offset: U64In, length: U64In, byte: number): Promise<void> {
     const at = this.addr + u64(offset, 'offset')
     const len = u64(length, 'length')
@@ -762,10 +769,13 @@ class EmulatorUserfaultBitmap implements UserfaultBitmap {
     this.addr = mapping.addr
   }
 
+  /**
+   * atomic fetch_or / fetch_and: the read and the write happen in one step, with no await between, so
+   * that calls in flight together (several resolver "threads") cannot lose each other's bits.
+   */
   private async update(n: number, set: boolean): Promise<void> {
     const { byte, mask } = bitLocation(n, this.npages)
-    const [old] = await this.mapping.read(byte, 1)
-    await this.mapping.write(byte, Uint8Array.of(set ? old! | mask : old! & ~mask))
+    this.mapping.updateByte(byte, (old) => (set ? old | mask : old & ~mask))
   }
 
   set(n: number): Promise<void> {

@@ -51,6 +51,39 @@ describe('properties: userfault bitmap', () => {
     )
   })
 
+  test('concurrent set and clear from several threads lose no update', async ({ kvm }) => {
+    // Each "thread" is a chain of awaited calls, all chains in flight at once, so the backend sees the
+    // calls interleaved (the emulator between its own awaits, the agent between requests, the addon on
+    // the JavaScript thread). Thread t owns the bits n with n % threads == t, so threads share words and
+    // only a read-modify-write that is not atomic can lose another thread's update.
+    const plan = fc.record({ npages: fc.integer({ min: 4, max: 200 }), threads: fc.integer({ min: 2, max: 4 }) }).chain(({ npages, threads }) =>
+      fc.record({
+        npages: fc.constant(npages),
+        perThread: fc.tuple(...Array.from({ length: threads }, (_, t) =>
+          fc.array(fc.tuple(fc.boolean(), fc.integer({ min: 0, max: Math.floor((npages - 1 - t) / threads) }).map((k) => k * threads + t)), { maxLength: 16 }),
+        )),
+      }),
+    )
+    await fc.assert(
+      fc.asyncProperty(plan, async ({ npages, perThread }) => {
+        const bitmap = await kvm.createUserfaultBitmap(npages)
+        try {
+          await bitmap.fill(false)
+          await Promise.all(perThread.map(async (ops) => {
+            for (const [set, n] of ops) await (set ? bitmap.set(n) : bitmap.clear(n))
+          }))
+          // Each bit is written by one thread only, so its last operation decides it.
+          const model = new Set<number>()
+          for (const ops of perThread) for (const [set, n] of ops) set ? model.add(n) : model.delete(n)
+          expect([...await bitmap.words()], 'the words after every thread finished').toEqual(kernelWords(npages, model))
+        } finally {
+          await bitmap.close()
+        }
+      }),
+      { numRuns: 40 },
+    )
+  })
+
   test('fill(true) sets exactly npages bits, fill(false) clears them', async ({ kvm }) => {
     await fc.assert(
       fc.asyncProperty(fc.integer({ min: 1, max: 300 }), async (npages) => {
