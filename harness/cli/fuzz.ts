@@ -13,8 +13,11 @@ export const CORPUS_DIR = path.join(ROOT, 'fixtures/fuzz-corpus')
 const HELP = `Usage: kvmconf fuzz [options]
 
 Model-based fuzzing (fast-check commands) of memslots, their USERFAULT and LOG_DIRTY_PAGES flags, the
-userfault bitmap and guest accesses, against a small model of the rules. Prints the rate; on a failure,
-the shrunk command sequence as calls, and a replay file written to fixtures/fuzz-corpus/.
+userfault bitmap, guest reads and writes, shmem host memory (punched holes, MADV_DONTNEED, alias
+writes), userfaultfd (register, UFFDIO_COPY/CONTINUE, unregister, close, accesses blocked on it) and
+KVM_PRE_FAULT_MEMORY, against a small model of the rules. Prints the commands left out on this backend
+and why, and the rate; on a failure, the shrunk command sequence as calls, and a replay file written to
+fixtures/fuzz-corpus/.
 
 Options:
   --backend NAME   ${BACKEND_NAMES.join(' | ')} (default: emulator)
@@ -35,6 +38,11 @@ export interface ReplayFile {
   backend: string
   profile: string | null
   seed: number
+  /**
+   * The command set it was recorded with (suites/fuzz/commands.ts); absent in files written before sets
+   * were versioned, which all used 'v1'.
+   */
+  commandSet?: 'v1' | 'v2'
   /** fast-check's path of the failing run; absent for a passing run kept as a regression (all `runs` replay). */
   path?: string
   replayPath?: string
@@ -106,11 +114,12 @@ async function fuzz(argv: string[]): Promise<number> {
     const info = await kvm.info()
     const r = await runFuzz(kvm, {
       numRuns: timeMs === undefined ? (numRuns ?? 100) : numRuns, timeMs, seed, maxCommands,
+      ...(replay !== undefined ? { commandSet: replay.commandSet ?? 'v1' } : {}),
       ...(replay?.path !== undefined ? { path: replay.path, replayPath: replay.replayPath } : {}),
     })
     for (const x of r.excluded) process.stdout.write(`left out: ${x.command}: ${x.reason}\n`)
     const rate = r.commands / (r.elapsedMs / 1000)
-    process.stdout.write(`kvmconf fuzz: ${name}${info.profile ? ` (${info.profile})` : ''}, seed ${r.seed}: ${r.runs} runs, ` +
+    process.stdout.write(`kvmconf fuzz: ${name}${info.profile ? ` (${info.profile})` : ''}, commands ${r.commandSet}, seed ${r.seed}: ${r.runs} runs, ` +
       `${r.commands} commands in ${(r.elapsedMs / 1000).toFixed(1)} s, ${Math.round(rate)} commands/s\n`)
     if (r.failure === null) {
       process.stdout.write('no failure\n')
@@ -121,7 +130,7 @@ async function fuzz(argv: string[]): Promise<number> {
     process.stdout.write(`replay: { seed: ${r.seed}, path: "${r.failure.path}"${r.failure.replayPath ? `, replayPath: "${r.failure.replayPath}"` : ''} }\n`)
     if (replay === undefined) {
       const file: ReplayFile = {
-        kind: 'kvmconf-fuzz-replay', backend: name, profile: info.profile, seed: r.seed, path: r.failure.path,
+        kind: 'kvmconf-fuzz-replay', backend: name, profile: info.profile, seed: r.seed, commandSet: r.commandSet, path: r.failure.path,
         ...(r.failure.replayPath !== undefined ? { replayPath: r.failure.replayPath } : {}),
         runs: 1, maxCommands, commands: r.failure.commands, failure: r.failure.error,
       }

@@ -1,5 +1,12 @@
 // The fuzzer's command arbitraries for one backend: every command file under commands/, minus those the
 // backend lacks, each left out with the reason.
+//
+// Command sets are versioned because fast-check replays a run from its seed and path through the list
+// of arbitraries: adding one changes what every recorded path means. 'v1' is the first set (memslots,
+// flags, bits, guest reads over anonymous memory) and stays exactly as it was, for the replay files
+// recorded with it; 'v2' appends guest writes, shmem host memory (punch holes, MADV_DONTNEED, writes
+// through an alias), the userfaultfd (register, copy, continue, unregister, close, and accesses that block
+// on it) and KVM_PRE_FAULT_MEMORY.
 
 import fc from 'fast-check'
 import type { Backend } from '../../harness/backend.ts'
@@ -13,19 +20,28 @@ import { ToggleUserfault } from './commands/toggle-userfault.ts'
 import { Touch } from './commands/touch.ts'
 import { BASE_GPA, GPA_STEPS, KVM_MEM_LOG_DIRTY_PAGES, KVM_MEM_USERFAULT, PAGE, SLOT_IDS, SLOT_PAGES, type FuzzModel } from './model.ts'
 import type { FuzzReal } from './real.ts'
+import { v2Commands } from './commands-v2.ts'
 
 export type FuzzCommand = fc.AsyncCommand<FuzzModel, FuzzReal>
+
+export const COMMAND_SETS = ['v1', 'v2'] as const
+export type CommandSet = (typeof COMMAND_SETS)[number]
+/** What `kvmconf fuzz` runs and records in new replay files. */
+export const CURRENT_COMMAND_SET: CommandSet = 'v2'
 
 export interface FuzzSetup {
   arbitraries: fc.Arbitrary<FuzzCommand>[]
   excluded: { command: string; reason: string }[]
   /** Whether the commands run a vCPU (the backend has the 'vcpu' feature). */
   vcpu: boolean
+  /** The slots' host memory: shmem where the set needs it and the backend has it. */
+  backing: 'anonymous' | 'shmem'
 }
 
-export async function fuzzSetup(kvm: Backend): Promise<FuzzSetup> {
+export async function fuzzSetup(kvm: Backend, set: CommandSet = CURRENT_COMMAND_SET): Promise<FuzzSetup> {
   const probe = await probeKvmUserfault(kvm)
-  const vcpu = (await kvm.info()).features.includes('vcpu')
+  const info = await kvm.info()
+  const vcpu = info.features.includes('vcpu')
   const excluded: FuzzSetup['excluded'] = []
   const id = fc.constantFrom(...SLOT_IDS)
   const at = fc.integer({ min: 0, max: GPA_STEPS - 1 })
@@ -53,5 +69,7 @@ export async function fuzzSetup(kvm: Backend): Promise<FuzzSetup> {
   } else {
     excluded.push({ command: 'guest read', reason: `the ${kvm.name} backend cannot do 'vcpu'` })
   }
-  return { arbitraries, excluded, vcpu }
+  if (set === 'v1') return { arbitraries, excluded, vcpu, backing: 'anonymous' }
+  const v2 = await v2Commands(kvm, info, vcpu)
+  return { arbitraries: [...arbitraries, ...v2.arbitraries], excluded: [...excluded, ...v2.excluded], vcpu, backing: v2.backing }
 }

@@ -2,7 +2,8 @@
 // passing run as a regression example): its seed, and its path where it has one, through the same
 // commands and model as the fuzzer. A file with a path replays one shrunk failure and is only meaningful
 // on the backend (and profile) that recorded it, since the commands offered depend on the backend; a
-// file without one replays all its runs anywhere.
+// file without one replays all its runs anywhere. A file replays through the command set it was recorded
+// with ('v1' where it names none).
 
 import { readdirSync, readFileSync } from 'node:fs'
 import path from 'node:path'
@@ -30,7 +31,7 @@ describe('fuzz corpus', () => {
           `${file} replays a failure recorded on ${replay.backend}${replay.profile ? ` (${replay.profile})` : ''}`)
       }
       const r = await runFuzz(kvm, {
-        seed: replay.seed, numRuns: replay.runs, maxCommands: replay.maxCommands,
+        seed: replay.seed, numRuns: replay.runs, maxCommands: replay.maxCommands, commandSet: replay.commandSet ?? 'v1',
         ...(replay.path !== undefined ? { path: replay.path, replayPath: replay.replayPath } : {}),
       })
       if (r.failure !== null) {

@@ -2,10 +2,12 @@
 // (upstream-selftests.md §C.3 for memslots, §F.3 for KVM Userfault). It holds the memslots (gpa, flags),
 // each slot id's userfault bitmap bits (the bitmap belongs to the host side and outlives the slot), and
 // which pages KVM has mapped: `yes` after an access, `maybe` where a rule lets the kernel choose (a
-// dirty-logging toggle may write-protect or zap).
+// dirty-logging toggle may write-protect or zap). The host side (shmem pages, userfaultfd) is in
+// host-model.ts.
 
 import { KVM_MEM_LOG_DIRTY_PAGES } from '../../harness/uapi/kvm.ts'
 import { KVM_MEM_USERFAULT } from '../../harness/uapi/series.ts'
+import { emptyHost, type HostModel } from './host-model.ts'
 
 export const PAGE = 4096n
 /** Every fuzz memslot has this many pages; bases are a page apart, so neighbours overlap. */
@@ -31,10 +33,11 @@ export interface FuzzModel {
   bits: Map<SlotId, Set<number>>
   /** `${slot}:${page}` of pages KVM may have mapped. */
   mapped: Map<string, 'yes' | 'maybe'>
+  host: HostModel
 }
 
 export function emptyModel(): FuzzModel {
-  return { slots: new Map(), bits: new Map(SLOT_IDS.map((s) => [s, new Set<number>()])), mapped: new Map() }
+  return { slots: new Map(), bits: new Map(SLOT_IDS.map((s) => [s, new Set<number>()])), mapped: new Map(), host: emptyHost() }
 }
 
 /** Whether [gpa, +SLOT_PAGES) overlaps a slot other than `except`. */

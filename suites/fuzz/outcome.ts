@@ -15,3 +15,8 @@ export function outcomeOf(call: Promise<unknown>): Promise<CallOutcome> {
 export function expectOutcome(got: CallOutcome, want: CallOutcome, call: string): void {
   if (got !== want) throw new Error(`${call}: the model predicts ${want}, the backend gave ${got}`)
 }
+
+/** As expectOutcome, where a rule lets the kernel choose among `wants`. */
+export function expectOneOf(got: CallOutcome, wants: readonly CallOutcome[], call: string): void {
+  if (!wants.includes(got)) throw new Error(`${call}: the model predicts ${wants.join(' or ')}, the backend gave ${got}`)
+}

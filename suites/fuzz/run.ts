@@ -3,7 +3,7 @@
 
 import fc from 'fast-check'
 import type { Backend } from '../../harness/backend.ts'
-import { fuzzSetup, type FuzzCommand } from './commands.ts'
+import { CURRENT_COMMAND_SET, fuzzSetup, type CommandSet, type FuzzCommand } from './commands.ts'
 import { emptyModel, type FuzzModel } from './model.ts'
 import { createReal, type FuzzReal } from './real.ts'
 
@@ -19,10 +19,13 @@ export interface FuzzOptions {
   replayPath?: string
   /** Commands per run at most. */
   maxCommands?: number
+  /** Which command set (commands.ts); a replay file says which it was recorded with. */
+  commandSet?: CommandSet
 }
 
 export interface FuzzResult {
   seed: number
+  commandSet: CommandSet
   runs: number
   commands: number
   elapsedMs: number
@@ -48,8 +51,12 @@ class Counted implements fc.AsyncCommand<FuzzModel, FuzzReal> {
 }
 
 export async function runFuzz(kvm: Backend, o: FuzzOptions): Promise<FuzzResult> {
-  const setup = await fuzzSetup(kvm)
+  const commandSet = o.commandSet ?? CURRENT_COMMAND_SET
+  const setup = await fuzzSetup(kvm, commandSet)
   const log = { count: 0, ran: [] as string[] }
+  // The run in progress: interruptAfterTimeLimit abandons an async run that outlives the limit (it races
+  // the predicate with a timer), so runFuzz waits for it, and its teardown, before it returns.
+  let current: Promise<void> = Promise.resolve()
   const property = (replayPath?: string) =>
     fc.asyncProperty(
       fc.commands(setup.arbitraries.map((a) => a.map((c) => new Counted(c, log))), {
@@ -57,14 +64,25 @@ export async function runFuzz(kvm: Backend, o: FuzzOptions): Promise<FuzzResult>
         size: 'max',
         ...(replayPath !== undefined ? { replayPath } : {}),
       }),
-      async (cmds) => {
-        log.ran = []
-        const real = await createReal(kvm, setup.vcpu)
-        try {
-          await fc.asyncModelRun(() => ({ model: emptyModel(), real }), cmds)
-        } finally {
-          await real.close()
-        }
+      (cmds) => {
+        const run = (async () => {
+          log.ran = []
+          const real = await createReal(kvm, setup.vcpu, setup.backing)
+          let failed = false
+          try {
+            await fc.asyncModelRun(() => ({ model: emptyModel(), real }), cmds)
+          } catch (e) {
+            failed = true
+            throw e
+          } finally {
+            // A teardown problem fails the run only when the commands passed: it must not hide their failure.
+            await real.close().catch((e: unknown) => {
+              if (!failed) throw e
+            })
+          }
+        })()
+        current = run.catch(() => {})
+        return run
       },
     )
   const seed = o.seed ?? (Date.now() ^ (Math.random() * 0x1_0000_0000)) | 0
@@ -76,7 +94,8 @@ export async function runFuzz(kvm: Backend, o: FuzzOptions): Promise<FuzzResult>
     ...(o.path !== undefined ? { path: o.path, endOnFailure: true } : {}),
   })
   const elapsedMs = performance.now() - started
-  const base = { seed, runs: details.numRuns, commands: log.count, elapsedMs, excluded: setup.excluded }
+  const base = { seed, commandSet, runs: details.numRuns, commands: log.count, elapsedMs, excluded: setup.excluded }
+  await current
   if (!details.failed || details.counterexample === null || details.counterexamplePath === null) return { ...base, failure: null }
   const replayPath = /replayPath="([^"]*)"/.exec(String(details.counterexample[0]))?.[1]
   // Run the shrunk case once more, to record its commands as they ran (and to show the replay works).
