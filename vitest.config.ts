@@ -1,4 +1,4 @@
-// Vitest projects: `self` (the *.spec.ts beside each module) and one conformance project per backend
+// Vitest projects: `self` (the *.spec.ts beside each module, the suites' own self-tests among them) and one conformance project per backend
 // over suites/**/*.test.ts. KVMCONF_BACKEND=<name> keeps only that backend's conformance project.
 
 import { defineConfig } from 'vitest/config'
@@ -13,7 +13,7 @@ export default defineConfig({
       {
         test: {
           name: 'self',
-          include: ['harness/**/*.spec.ts', 'backends/**/*.spec.ts'],
+          include: ['harness/**/*.spec.ts', 'backends/**/*.spec.ts', 'suites/**/*.spec.ts'],
           testTimeout: 60_000,
         },
       },
