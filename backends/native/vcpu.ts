@@ -20,6 +20,9 @@ const KICK_GRACE_MS = 1000
 /** Byte offset of rip in struct kvm_regs (x86-64: 16 general registers, then rip, rflags). */
 const KVM_REGS_RIP = 128
 
+/** Boot memslots that already hold the shared page tables, GDT, TSS and IDT. */
+const bootTablesWritten = new WeakSet<HostMapping>()
+
 export class NativeVcpu implements Vcpu {
   readonly fd: number
   /** Where the loaded program's steps start, for programStep(). */
@@ -33,14 +36,22 @@ export class NativeVcpu implements Vcpu {
   }
 
   /**
-   * Compiles the program to x86-64 (guest-code/), writes the shared page tables and this vCPU's code
-   * area into the VM's boot memslot, then KVM_SET_SREGS and KVM_SET_REGS. Only this vCPU's area is
-   * rewritten, so the VM's other vCPUs keep their programs.
+   * Compiles the program to x86-64 (guest-code/), writes the shared page tables (once per VM) and this
+   * vCPU's code area into the VM's boot memslot, then KVM_SET_SREGS and KVM_SET_REGS. Only this vCPU's
+   * area is rewritten, so the VM's other vCPUs keep their programs.
    */
   async loadProgram(program: GuestProgram): Promise<void> {
     const compiled = compileGuestProgram(program, { vcpuId: this.id })
     const boot = await this.bootMemory()
-    for (const w of compiled.writes) await boot.write(w.gpa, w.bytes)
+    const [shared, area] = compiled.writes
+    // The shared part is the same for every program, so it is written once per boot memslot: each
+    // write is a trip through the addon's worker pool, and the fuzzer loads a program per access.
+    // (Guest programs never write below their vCPU areas: that is where their page tables live.)
+    if (!bootTablesWritten.has(boot)) {
+      await boot.write(shared.gpa, shared.bytes)
+      bootTablesWritten.add(boot)
+    }
+    await boot.write(area.gpa, area.bytes)
     await this.loadRaw({ sregs: compiled.sregs, regs: compiled.regs })
     this.labels = compiled.labels
   }

@@ -175,8 +175,16 @@ let shared: Uint8Array | undefined
  * and vCPU; callers get a copy.
  */
 export function sharedBootBytes(): Uint8Array {
+  return sharedBootBytesView().slice()
+}
+
+/**
+ * The same bytes without the copy: one instance for every program, which callers only read (the
+ * compiler hands it out as the first of a program's writes, to be copied into guest memory).
+ */
+export function sharedBootBytesView(): Uint8Array {
   shared ??= buildShared()
-  return shared.slice()
+  return shared
 }
 
 function buildShared(): Uint8Array {

@@ -16,7 +16,7 @@ import { Assembler, type Label } from './assembler.ts'
 import { StepChecker } from '../../../harness/guest-program-check.ts'
 import {
   BOOT_SLOT, BOOT_SLOT_GPA, BOOT_SLOT_SIZE, CODE_SIZE, LIDT_DESCRIPTOR_STRIDE,
-  LIDT_DESCRIPTORS_MAX, VCPU_AREAS_GPA, initialRegsBytes, initialSregsBytes, sharedBootBytes, vcpuArea,
+  LIDT_DESCRIPTORS_MAX, VCPU_AREAS_GPA, initialRegsBytes, initialSregsBytes, sharedBootBytesView, vcpuArea,
   vcpuAreaBytes,
 } from './boot-image.ts'
 import {
@@ -56,8 +56,9 @@ export interface CompiledGuest {
    */
   bootSlot: { slot: typeof BOOT_SLOT; gpa: bigint; size: bigint; bytes: Uint8Array }
   /**
-   * The same contents in two pieces (views of `bootSlot.bytes`): [0] the part every program shares (page
-   * tables, GDT, TSS, IDT; identical across programs and vCPUs), [1] this vCPU's area.
+   * The same contents in two pieces: [0] the part every program shares (page tables, GDT, TSS, IDT;
+   * identical across programs and vCPUs: one instance for all, read-only by convention), [1] this vCPU's
+   * area.
    */
   writes: [BootWrite, BootWrite]
   /** struct kvm_regs for KVM_SET_REGS (144 bytes): RIP = codeGpa, RSP = the area's stack top, RFLAGS 0x2. */
@@ -228,17 +229,29 @@ export function compileGuestProgram(program: GuestProgram, options: CompileOptio
   }
   const at = (label: Label): bigint => area.codeGpa + BigInt(assembled.labels.get(label) as number)
 
-  const bytes = new Uint8Array(BOOT_SLOT_SIZE)
-  bytes.set(sharedBootBytes(), 0)
+  const shared = sharedBootBytesView()
   const areaOffset = Number(area.gpa)
   const areaBytes = vcpuAreaBytes(code, lidtDescriptors)
-  bytes.set(areaBytes, areaOffset)
+  // The whole 2 MiB image only when asked for: loading a program writes the two pieces, and building
+  // the image for every load cost more than the rest of compiling it.
+  let image: Uint8Array | undefined
+  const bootSlot = {
+    slot: BOOT_SLOT as typeof BOOT_SLOT, gpa: BOOT_SLOT_GPA, size: BigInt(BOOT_SLOT_SIZE),
+    get bytes(): Uint8Array {
+      if (image === undefined) {
+        image = new Uint8Array(BOOT_SLOT_SIZE)
+        image.set(shared, 0)
+        image.set(areaBytes, areaOffset)
+      }
+      return image
+    },
+  }
 
   return {
-    bootSlot: { slot: BOOT_SLOT, gpa: BOOT_SLOT_GPA, size: BigInt(BOOT_SLOT_SIZE), bytes },
+    bootSlot,
     writes: [
-      { gpa: 0n, bytes: bytes.subarray(0, VCPU_AREAS_GPA) },
-      { gpa: area.gpa, bytes: bytes.subarray(areaOffset, areaOffset + areaBytes.length) },
+      { gpa: 0n, bytes: shared },
+      { gpa: area.gpa, bytes: areaBytes },
     ],
     regs: initialRegsBytes(vcpuId),
     sregs: initialSregsBytes(vcpuId),
