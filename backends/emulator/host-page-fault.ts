@@ -15,6 +15,7 @@
 import { UFFD_FEATURE_SIGBUS, UFFD_PAGEFAULT_FLAG_MINOR, UFFD_PAGEFAULT_FLAG_WRITE, UFFD_FEATURE_EXACT_ADDRESS, UFFDIO_REGISTER_MODE_MINOR, UFFDIO_REGISTER_MODE_MISSING, UFFDIO_REGISTER_MODE_WP } from '../../harness/uapi/userfaultfd.ts'
 import type { AddressSpace, Fault, Vma } from './address-space.ts'
 import { PAGE_SIZE } from './page-store.ts'
+import type { PageState } from './host-page-tables.ts'
 import type { UffdSegment } from './uffd-registrations.ts'
 import type { Userfaultfd, UffdWait } from './userfaultfd.ts'
 
@@ -38,10 +39,11 @@ export type HostPageFault =
   | { kind: 'userfault'; uffd: Userfaultfd; wait: UffdWait }
 
 /** The registration's answer to a fault on a page that is not mapped: which kind of fault it reports. */
-export function userfaultReason(space: AddressSpace, vma: Vma, page: bigint): { seg: UffdSegment; minor: boolean } | undefined {
+export function userfaultReason(
+  space: AddressSpace, vma: Vma, page: bigint, state: PageState = space.ptes.state(vma, page),
+): { seg: UffdSegment; minor: boolean } | undefined {
   const seg = space.uffd.find(page)
   if (seg === undefined || seg.uffd.isReleased) return undefined
-  const state = space.ptes.state(vma, page)
   if (state === 'missing' && (seg.mode & UFFDIO_REGISTER_MODE_MISSING) !== 0) return { seg, minor: false }
   if (state === 'minor' && (seg.mode & UFFDIO_REGISTER_MODE_MINOR) !== 0) return { seg, minor: true }
   return undefined
@@ -65,8 +67,9 @@ export function hostPageFault(space: AddressSpace, addr: bigint, access: FaultAc
   const page = addr & PAGE_MASK
   const vma = prepare(space, addr, access.write)
   if (!('start' in vma)) return { kind: 'signal', fault: vma }
-  if (space.ptes.state(vma, page) === 'present') return { kind: 'mapped' }
-  const reason = userfaultReason(space, vma, page)
+  const state = space.ptes.state(vma, page)
+  if (state === 'present') return { kind: 'mapped' }
+  const reason = userfaultReason(space, vma, page, state)
   if (reason !== undefined) {
     const uffd = reason.seg.uffd
     // handle_userfault(): UFFD_FEATURE_SIGBUS, or a kernel fault on a UFFD_USER_MODE_ONLY context -> VM_FAULT_SIGBUS.

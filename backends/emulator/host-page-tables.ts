@@ -82,7 +82,12 @@ export class HostPageTables {
    */
   map(vma: Vma, from: bigint, to: bigint): void {
     this.ptes.add(vpn(from), vpn(to + (1n << SHIFT) - 1n))
-    if (vma.object.kind !== 'anonymous') this.cacheOf(vma.object).add(objectPage(vma, from), objectPage(vma, to - 1n) + 1)
+    if (vma.object.kind === 'anonymous') return
+    const first = objectPage(vma, from)
+    const end = objectPage(vma, to - 1n) + 1
+    // A page with data is in the page cache already (inPageCache() asks the PageStore first).
+    if (end - first === 1 && vma.object.pages.hasPage(first)) return
+    this.cacheOf(vma.object).add(first, end)
   }
 
   /** Only the PTE (UFFDIO_CONTINUE: the page-cache page is mapped as it is). */

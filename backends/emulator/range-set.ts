@@ -49,6 +49,12 @@ export class RangeSet {
       hi = Math.max(hi, this.bounds[2 * last + 1]!)
       last++
     }
+    if (last - first === 1) {
+      // One range grows (a sequential pass adds each page next to the last): no splice, no allocation.
+      this.bounds[2 * first] = lo
+      this.bounds[2 * first + 1] = hi
+      return
+    }
     this.bounds.splice(2 * first, 2 * (last - first), lo, hi)
   }
 
