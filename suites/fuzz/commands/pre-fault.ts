@@ -15,23 +15,22 @@ import { hostAccess, type Release } from '../host-access.ts'
 import { hex, KVM_MEM_USERFAULT, PAGE, slotAt, type FuzzModel } from '../model.ts'
 import { expectOneOf } from '../outcome.ts'
 import type { FuzzReal } from '../real.ts'
-import type { TouchTarget } from './touch.ts'
+import { GuestTarget, type TouchTarget } from '../guest-target.ts'
 
 const describe = (r: PreFaultResult) => `${r.ok ? 'ret 0' : `ret -1 (${r.error.code})`}, gpa ${hex(r.gpa)}, size ${hex(r.size)}`
 
 export class PreFault implements fc.AsyncCommand<FuzzModel, FuzzReal> {
-  private gpa: bigint | undefined
+  private readonly at: GuestTarget
   constructor(readonly target: TouchTarget, readonly release: Release = 'resolve') {
-    if (typeof target === 'bigint') this.gpa = target
+    this.at = new GuestTarget(target)
   }
 
   check(m: Readonly<FuzzModel>): boolean {
-    return typeof this.target === 'bigint' || m.slots.has(this.target.id)
+    return this.at.exists(m)
   }
 
   async run(m: FuzzModel, r: FuzzReal): Promise<void> {
-    if (typeof this.target !== 'bigint') this.gpa = m.slots.get(this.target.id)!.gpa + BigInt(this.target.page) * PAGE
-    const gpa = this.gpa!
+    const gpa = this.at.gpa(m)
     const at = slotAt(m, gpa)
     const call = () => r.vcpu!.preFaultMemory({ gpa, size: PAGE })
     if (at === undefined) {
@@ -58,7 +57,6 @@ export class PreFault implements fc.AsyncCommand<FuzzModel, FuzzReal> {
 
   toString(): string {
     const how = this.release === 'resolve' ? '' : `, a block released by ${this.release}`
-    if (typeof this.target === 'bigint') return `KVM_PRE_FAULT_MEMORY(gpa ${hex(this.target)}, 1 page)${how}`
-    return `KVM_PRE_FAULT_MEMORY(slot ${this.target.id} page ${this.target.page}${this.gpa === undefined ? '' : `, gpa ${hex(this.gpa)}`}, 1 page)${how}`
+    return `KVM_PRE_FAULT_MEMORY(${this.at.describe()}, 1 page)${how}`
   }
 }

@@ -13,15 +13,15 @@ import type { VcpuExit } from '../../../harness/backend.ts'
 import { describeExit, getUcall, guestSync } from '../../../harness/kvm-util/ucall.ts'
 import { KVM_MEMORY_EXIT_FLAG_USERFAULT } from '../../../harness/uapi/series.ts'
 import { hostAccess, type Release } from '../host-access.ts'
-import { hex, KVM_MEM_USERFAULT, PAGE, slotAt, type FuzzModel, type SlotId } from '../model.ts'
+import { hex, KVM_MEM_USERFAULT, PAGE, slotAt, type FuzzModel } from '../model.ts'
+import { GuestTarget, type TouchTarget } from '../guest-target.ts'
 import type { FuzzReal } from '../real.ts'
 
 type Predicted = 'none' | 'mmio' | 'userfault' | 'none-or-userfault'
 
 const RUN = { timeoutMs: 10_000 }
 
-/** A gpa, or page `page` of memslot `id` wherever the slot is when the command runs. */
-export type TouchTarget = bigint | { id: SlotId; page: number }
+export type { TouchTarget }
 
 export interface TouchOptions {
   /** A u32 to write; a read when absent. */
@@ -33,18 +33,17 @@ export interface TouchOptions {
 }
 
 export class Touch implements fc.AsyncCommand<FuzzModel, FuzzReal> {
-  private gpa: bigint | undefined
+  private readonly at: GuestTarget
   constructor(readonly target: TouchTarget, readonly opts: TouchOptions = {}) {
-    if (typeof target === 'bigint') this.gpa = target
+    this.at = new GuestTarget(target)
   }
 
   check(m: Readonly<FuzzModel>): boolean {
-    return typeof this.target === 'bigint' || m.slots.has(this.target.id)
+    return this.at.exists(m)
   }
 
   async run(m: FuzzModel, r: FuzzReal): Promise<void> {
-    if (typeof this.target !== 'bigint') this.gpa = m.slots.get(this.target.id)!.gpa + BigInt(this.target.page) * PAGE
-    const gpa = this.gpa!
+    const gpa = this.at.gpa(m)
     const write = this.opts.write
     const at = slotAt(m, gpa)
     const key = at && `${at.id}:${at.page}`
@@ -96,7 +95,6 @@ export class Touch implements fc.AsyncCommand<FuzzModel, FuzzReal> {
   toString(): string {
     const what = this.opts.write === undefined ? 'guest read of' : `guest write of 0x${this.opts.write.toString(16)} to`
     const how = this.opts.release === undefined || this.opts.release === 'resolve' ? '' : `, a block released by ${this.opts.release}`
-    if (typeof this.target === 'bigint') return `${what} gpa ${hex(this.target)}${how}`
-    return `${what} slot ${this.target.id} page ${this.target.page}${this.gpa === undefined ? '' : ` (gpa ${hex(this.gpa)})`}${how}`
+    return `${what} ${this.at.describe()}${how}`
   }
 }
