@@ -45,6 +45,12 @@ export function userfaultStop(space: AddressSpace, addr: bigint, length: bigint)
   return undefined
 }
 
+/** How many bytes of an access of `length` at `addr` happen before `stop` (all of them without one). */
+export function bytesBefore(stop: UserfaultStop | undefined, addr: bigint, length: bigint): bigint {
+  if (stop === undefined) return length
+  return (stop.kind === 'sigbus' ? stop.fault.address : stop.address) - addr
+}
+
 /** The PTEs an access of [addr, end) left behind (end: where it stopped, or its end). */
 export function faultedIn(space: AddressSpace, addr: bigint, end: bigint, write: boolean): void {
   if (end <= addr) return

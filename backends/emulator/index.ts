@@ -47,7 +47,7 @@ import { FdTable, type OpenFile } from './fd-table.ts'
 import { checkFallocate, checkMmap, punchHole, readWriteErrno, type GuestMemfdFile } from './guest-memfd.ts'
 import { GuestMemory } from './guest-memory.ts'
 import { checkGuestProgram } from './guest-program-check.ts'
-import { faultedIn, userfaultStop, type UserfaultStop } from './host-access.ts'
+import { bytesBefore, faultedIn, userfaultStop, type UserfaultStop } from './host-access.ts'
 import { byteValue, legacyRegion, memoryAttributes, region2, u64Words } from './inputs.ts'
 import { madvise } from './madvise.ts'
 import type { MemoryRegion, MemslotIoctl } from './memslots.ts'
@@ -576,7 +576,7 @@ class EmulatorMapping implements HostMapping {
     const len = count(length, 'length')
     const space = this.backend.memory
     const stop = userfaultStop(space, at, BigInt(len))
-    const reach = stop === undefined ? len : Number((stop.kind === 'sigbus' ? stop.fault.address : stop.address) - at)
+    const reach = Number(bytesBefore(stop, at, BigInt(len)))
     const bytes = space.read(at, reach)
     faultedIn(space, at, isFault(bytes) ? bytes.address : at + BigInt(reach), false)
     const data = hostAccess('HostMapping.read', bytes)
@@ -588,7 +588,7 @@ class EmulatorMapping implements HostMapping {
     const at = this.addr + u64(offset, 'offset')
     const space = this.backend.memory
     const stop = userfaultStop(space, at, BigInt(data.length))
-    const reach = stop === undefined ? data.length : Number((stop.kind === 'sigbus' ? stop.fault.address : stop.address) - at)
+    const reach = Number(bytesBefore(stop, at, BigInt(data.length)))
     const fault = space.write(at, reach === data.length ? data : data.subarray(0, reach))
     faultedIn(space, at, fault !== undefined ? fault.address : at + BigInt(reach), true)
     hostAccess('HostMapping.write', fault)
@@ -608,7 +608,7 @@ class EmulatorMapping implements HostMapping {
     const value = byteValue(byte)
     const space = this.backend.memory
     const stop = userfaultStop(space, at, len)
-    const reach = stop === undefined ? len : (stop.kind === 'sigbus' ? stop.fault.address : stop.address) - at
+    const reach = bytesBefore(stop, at, len)
     const fault = space.fill(at, reach, value)
     faultedIn(space, at, fault !== undefined ? fault.address : at + reach, true)
     hostAccess('HostMapping.fill', fault)
@@ -621,7 +621,7 @@ class EmulatorMapping implements HostMapping {
     const value = byteValue(byte)
     const space = this.backend.memory
     const stop = userfaultStop(space, at, len)
-    const reach = stop === undefined ? len : (stop.kind === 'sigbus' ? stop.fault.address : stop.address) - at
+    const reach = bytesBefore(stop, at, len)
     const found = space.findMismatch(at, reach, value)
     // The scan reads up to the first mismatch (or the fault, or its end).
     faultedIn(space, at, isFault(found) ? found.address : found >= 0n ? at + found + 1n : at + reach, false)
