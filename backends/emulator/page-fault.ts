@@ -60,11 +60,13 @@ export function refusedHostPageExit(vm: VmState, gpa: bigint): MemoryExit {
 }
 
 /**
- * An access (`write` or a read) at `gpa` by a vCPU, or KVM_PRE_FAULT_MEMORY's read fault: the page's
- * source, faulted into stage-2 first if it was not mapped, or why the access cannot complete. Guest
- * accesses use address space 0 (the vCPU is never in SMM).
+ * An access (`write` or a read) at `gpa` by a vCPU, or KVM_PRE_FAULT_MEMORY's read fault (`how`): the
+ * page's source, faulted into stage-2 first if it was not mapped, or why the access cannot complete.
+ * Guest accesses use address space 0 (the vCPU is never in SMM).
  */
-export function pageFault(vm: VmState, host: AddressSpace, gpa: bigint, write: boolean): Source | MemoryExit {
+export function pageFault(
+  vm: VmState, host: AddressSpace, gpa: bigint, write: boolean, how: 'access' | 'pre-fault' = 'access',
+): Source | MemoryExit {
   const gfn = Number(gpa >> SHIFT)
   // kvm_mmu_page_fault(): on a VM with private memory (KVM_X86_SW_PROTECTED_VM) a fault is private where
   // the gfn's attributes say so, so kvm_mmu_faultin_pfn()'s private/shared mismatch check never fires
@@ -77,9 +79,13 @@ export function pageFault(vm: VmState, host: AddressSpace, gpa: bigint, write: b
   // when it was marked invalid, so no access to it is "already mapped".)
   if (slot.invalid === true) return { kind: 'retry' }
   const mapped = vm.stage2.level(gfn) !== null
-  if (!mapped) {
-    // KVM Userfault (v2, v3; rules 8, 9, 14 and 15 of userfault.ts): only a gfn stage-2 does not map reads
-    // its bit, and a set bit exits before KVM looks for the page.
+  // A guest access to a gfn stage-2 maps never faults. KVM_PRE_FAULT_MEMORY always enters the fault
+  // handler, and its fault (error code without PRESENT) takes the slow path whenever A/D bits are enabled
+  // (page_fault_can_be_fast(): `if (!fault->present) return !kvm_ad_enabled`; they are, by default), so
+  // a mapped gfn still goes through kvm_mmu_faultin_pfn() and its checks before RET_PF_SPURIOUS.
+  if (!mapped || how === 'pre-fault') {
+    // KVM Userfault (v2, v3; rules 8, 9, 14, 15 and 16 of userfault.ts): a set bit exits before KVM looks
+    // for the page.
     const uf = checkUserfault(vm.userfault, slot, gfn, (addr, length) => host.read(addr, length), (w) => vm.warn(w))
     if (uf === 'exit') return { kind: 'memory_fault', gpa: BigInt(gfn) << SHIFT, flags: userfaultExitFlags(isPrivate) }
     if (uf === 'efault') return { kind: 'efault' }

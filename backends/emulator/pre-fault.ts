@@ -40,8 +40,9 @@ export function preFaultStep(vm: VmState, host: AddressSpace, gpa: bigint, size:
   if (!vm.profile.tdp) return 'EOPNOTSUPP'
   // A read fault; on a VM with private memory a private gfn faults with PFERR_PRIVATE_ACCESS, so the page
   // comes from guest_memfd (pageFault() decides private-ness from the gfn's attributes the same way).
-  // An already mapped gfn is RET_PF_SPURIOUS: progress, with the existing mapping's size.
-  const r = pageFault(vm, host, gpa, false)
+  // An already mapped gfn is RET_PF_SPURIOUS (progress, with the existing mapping's size), after the
+  // slow path's checks: a set KVM Userfault bit fails it even then (page-fault.ts).
+  const r = pageFault(vm, host, gpa, false, 'pre-fault')
   switch (r.kind) {
     case 'mmio':
       return 'ENOENT' // no memslot: RET_PF_EMULATE -> ENOENT

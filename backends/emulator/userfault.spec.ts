@@ -246,5 +246,16 @@ describe('stage-2 sizes (F.3): 4 KiB while the flag is set, huge pages recovered
       expect(await vcpu.preFaultMemory({ gpa: GPA, size: 2 * PAGE })).toEqual({ ok: true, gpa: BigInt(GPA + PAGE), size: BigInt(PAGE) })
       expect(slotLevels(s.vm)).toEqual([{ gfn: BASE, level: '4K' }])
     })
+
+    test(`${profile}: KVM_PRE_FAULT_MEMORY of a page stage-2 maps still reads its bit (the slow path, A/D bits on), where a guest access does not`, async () => {
+      const s = await slotVm({ profile, pages: 16, flags: UF })
+      const { vcpu } = await runSteps(s.vm, [read(0), { op: 'hlt' }, read(0), { op: 'hlt' }])
+      expect(slotLevels(s.vm)).toEqual([{ gfn: BASE, level: '4K' }])
+      await s.bitmap.set(0)
+      expect(await run(vcpu), 'the mapped page: no exit').toEqual({ kind: 'hlt' })
+      expect(await vcpu.preFaultMemory({ gpa: GPA, size: PAGE })).toMatchObject({ ok: false, error: { code: 'EFAULT' } })
+      await s.bitmap.clear(0)
+      expect(await vcpu.preFaultMemory({ gpa: GPA, size: PAGE }), 'bit clear: RET_PF_SPURIOUS').toEqual({ ok: true, gpa: BigInt(GPA + PAGE), size: 0n })
+    })
   }
 })

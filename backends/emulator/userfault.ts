@@ -38,7 +38,8 @@
 // 15  a bitmap that cannot be read at fault time: KVM_RUN fails with  x86: copy_from_user()  __get_user() fails    checkUserfault()
 //     EFAULT and no exit information (F.3)                            fails
 // 16  KVM_PRE_FAULT_MEMORY on a page whose bit is set: the fault      [inferred]             [inferred]             pre-fault.ts preFaultStep()
-//     path's -EFAULT
+//     path's -EFAULT, also where stage-2 maps the page (its fault
+//     never takes the fast path with A/D bits enabled)
 //
 // Not modelled: arm64 (v2 reports a USERFAULT exit for an unreadable bitmap, and disabling the flag does
 // nothing there), the RFC's memory-attribute design (§F.1), and v1 (no bitmap validation at all).
