@@ -3,7 +3,7 @@
 // The rules are the ones the step language states, so a program the emulator refuses is one every backend
 // refuses: a field that does not fit, an access outside the identity map (unless the step says
 // `expectFault`), a jump to a missing step. Each refusal is a message `step <index> (<op>): <what>`, which
-// index.ts throws as the RangeError harness/guest-program.ts promises. The result is the program with
+// contract/vcpu.ts throws as the RangeError harness/guest-program.ts promises. The result is the program with
 // every field normalised (bigints for u64s), so the interpreter never re-checks.
 
 import type { GuestProgram } from '../../harness/guest-program.ts'

@@ -3,7 +3,7 @@
 // In a real process such an access to a page a userfaultfd covers as missing (or minor) sleeps in
 // handle_userfault() until someone resolves the page: the calling thread is gone until then. The emulator
 // has one thread, the one that would resolve the page, so it does not sleep: the access stops at that
-// page and the caller is told (index.ts rejects with EDEADLK, "resource deadlock avoided", naming the
+// page and the caller is told (contract/mapping.ts rejects with EDEADLK, "resource deadlock avoided", naming the
 // page and the userfaultfd). A userfaultfd with UFFD_FEATURE_SIGBUS makes the same access raise SIGBUS
 // in the kernel, and here too. Bytes before the page are accessed first, as in the kernel.
 //

@@ -1,5 +1,5 @@
 // The emulator's userfaultfd (userfaultfd.ts, uffd-registrations.ts, uffd-mfill.ts, host-page-fault.ts,
-// host-access.ts, wired in index.ts and vcpu.ts): the ioctls' rules and bad input, host page presence,
+// host-access.ts, wired in contract/ and vcpu.ts): the ioctls' rules and bad input, host page presence,
 // and vCPUs that sleep on a fault until it is woken. The same sequences against the real kernel are in
 // backends/differential/userfaultfd.spec.ts; these pin the emulator's own decisions (profiles, deadlines,
 // host accesses, KVM_PRE_FAULT_MEMORY) and what the kernel cannot show on this project's machines.

@@ -7,7 +7,7 @@
 // waiter's own wait-queue entry.
 //
 // Which ranges a userfaultfd covers lives with the address space (uffd-registrations.ts), as in the
-// kernel it lives in each VMA. State and rules only: index.ts turns errnos into KvmError.
+// kernel it lives in each VMA. State and rules only: contract/ turns errnos into KvmError.
 
 import type { ErrnoName } from '../../harness/uapi/errno.ts'
 import {

@@ -1,4 +1,4 @@
-// The vCPU as a kernel object (vcpu.ts, wired in index.ts): KVM_CREATE_VCPU's rules, the boot memslot,
+// The vCPU as a kernel object (vcpu.ts, wired in contract/vcpu.ts): KVM_CREATE_VCPU's rules, the boot memslot,
 // KVM_RUN's entry checks, kick, deadlines, EBUSY, closing while running, and the event loop staying free.
 
 import { describe, expect, test } from 'vitest'

@@ -3,7 +3,7 @@
 //
 // The emulator is single-threaded, so a running vCPU yields to the event loop before each chunk of
 // guest work (setImmediate): host memslot changes, memory writes, kicks, closes and deadlines land
-// there, exactly where a test's other code runs. State and rules only: index.ts turns errnos into KvmError.
+// there, exactly where a test's other code runs. State and rules only: contract/ turns errnos into KvmError.
 
 import type { VcpuExit } from '../../harness/backend.ts'
 import type { ErrnoName } from '../../harness/uapi/errno.ts'
