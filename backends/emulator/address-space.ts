@@ -79,6 +79,12 @@ export interface Vma {
 
 export type Fault = { fault: 'SIGSEGV' | 'SIGBUS'; address: bigint }
 
+/** Whether the object behind `vma` refuses the host the page holding `addr` (SIGBUS). */
+export function refuses(vma: Vma, addr: bigint): boolean {
+  const index = pageIndex(vma.offset + (addr - vma.start))
+  return vma.object.firstRefusedPage(index, index + 1) !== undefined
+}
+
 export function isFault(value: unknown): value is Fault {
   return typeof value === 'object' && value !== null && 'fault' in value
 }
@@ -192,8 +198,7 @@ export class AddressSpace {
   pageFault(addr: bigint): Fault | undefined {
     const vma = this.find(addr)
     if (vma === undefined) return { fault: 'SIGSEGV', address: addr }
-    const index = pageIndex(vma.offset + (addr - vma.start))
-    return vma.object.firstRefusedPage(index, index + 1) === undefined ? undefined : { fault: 'SIGBUS', address: addr }
+    return refuses(vma, addr) ? { fault: 'SIGBUS', address: addr } : undefined
   }
 
   /**

@@ -13,7 +13,7 @@
 //   4. otherwise the fault is served: a PTE (and for shmem a page-cache page).
 
 import { UFFD_FEATURE_SIGBUS, UFFD_PAGEFAULT_FLAG_MINOR, UFFD_PAGEFAULT_FLAG_WRITE, UFFD_FEATURE_EXACT_ADDRESS, UFFDIO_REGISTER_MODE_MINOR, UFFDIO_REGISTER_MODE_MISSING, UFFDIO_REGISTER_MODE_WP } from '../../harness/uapi/userfaultfd.ts'
-import type { AddressSpace, Fault, Vma } from './address-space.ts'
+import { refuses, type AddressSpace, type Fault, type Vma } from './address-space.ts'
 import { PAGE_SIZE } from './page-store.ts'
 import type { PageState } from './host-page-tables.ts'
 import type { UffdSegment } from './uffd-registrations.ts'
@@ -54,7 +54,7 @@ function prepare(space: AddressSpace, addr: bigint, write: boolean): Fault | Vma
   const page = addr & PAGE_MASK
   const vma = space.find(page)
   if (vma === undefined) return { fault: 'SIGSEGV', address: addr }
-  if (space.pageFault(page) !== undefined) return { fault: 'SIGBUS', address: addr }
+  if (refuses(vma, page)) return { fault: 'SIGBUS', address: addr }
   if (!write && !space.ptes.hasPte(page)) {
     const seg = space.uffd.find(page)
     if (seg === undefined || (seg.mode & (UFFDIO_REGISTER_MODE_MINOR | UFFDIO_REGISTER_MODE_WP)) === 0) space.ptes.faultAround(vma, page)
@@ -69,7 +69,7 @@ export function hostPageFault(space: AddressSpace, addr: bigint, access: FaultAc
   if (!('start' in vma)) return { kind: 'signal', fault: vma }
   const state = space.ptes.state(vma, page)
   if (state === 'present') return { kind: 'mapped' }
-  const reason = userfaultReason(space, vma, page, state)
+  const reason = space.uffd.isEmpty ? undefined : userfaultReason(space, vma, page, state)
   if (reason !== undefined) {
     const uffd = reason.seg.uffd
     // handle_userfault(): UFFD_FEATURE_SIGBUS, or a kernel fault on a UFFD_USER_MODE_ONLY context -> VM_FAULT_SIGBUS.
