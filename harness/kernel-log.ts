@@ -86,6 +86,21 @@ export function describeKernelLog(log: KernelLog): string {
   return parts.join('; ')
 }
 
+/**
+ * Why this process cannot watch the kernel log (read /dev/kmsg and the taint mask, write markers), or
+ * undefined when it can.
+ */
+export function kernelLogProblem(kmsg = KMSG, tainted = TAINTED): string | undefined {
+  for (const [file, flags, what] of [[kmsg, 'r', 'read'], [tainted, 'r', 'read'], [kmsg, 'w', 'write markers to']] as const) {
+    try {
+      closeSync(openSync(file, flags))
+    } catch (e) {
+      return `cannot ${what} ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`
+    }
+  }
+  return undefined
+}
+
 /** Reads /dev/kmsg records from a non-blocking fd until there are none left. */
 function drain(fd: number): KmsgRecord[] {
   const buf = Buffer.alloc(16384) // a record is at most ~8 KiB (PRINTKRB_RECORD_MAX); a short buffer gets EINVAL

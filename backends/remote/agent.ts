@@ -38,6 +38,8 @@ export interface AgentConfig {
   /** The largest message the agent accepts or sends. */
   maxMessageBytes: number
   maxSessions: number
+  /** Serve this machine's kernel log to clients (--kmsg): markers around their tests, the lines between. */
+  kernelLog?: boolean
   /** kvmconf's version, for the handshake. */
   version: string
   log: (line: string) => void
@@ -175,7 +177,7 @@ export async function startAgent(cfg: AgentConfig): Promise<RunningAgent> {
     }
     const backend = load.backend
     const info = await backend.info()
-    const session = new Session(randomUUID(), stream.getPeer(), req.clientVersion || 'unknown client', backend, cfg.limits, allocate)
+    const session = new Session(randomUUID(), stream.getPeer(), req.clientVersion || 'unknown client', backend, cfg.limits, allocate, cfg.kernelLog === true)
     if (stream.cancelled || stream.destroyed) {
       cfg.log(sessionLine(await session.end('the client left during the handshake')))
       return undefined

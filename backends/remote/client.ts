@@ -3,6 +3,7 @@
 // (connection.ts). What the hosted backend threw comes back as the same typed error; what the agent or
 // the network did is an AgentError.
 
+import type { KernelLog } from '../../harness/results.ts'
 import type {
   Backend, BackendInfo, Backing, Feature, GuestMemfd, GuestMemfdStat, HostMapping, MemoryAttributes, PreFaultResult,
   RunOptions, U64In, Uffd, UffdEvent, UserfaultBitmap, UserspaceMemoryRegion, UserspaceMemoryRegion2, Vcpu, VcpuExit, Vm,
@@ -98,6 +99,20 @@ export class RemoteBackend implements Backend {
   async usage(): Promise<{ limits: Limits; used: Limits }> {
     const u = await this.rpc.invoke('usage', {}, 'usage')
     return { limits: fromLimits(u.limits), used: fromLimits(u.used) }
+  }
+
+  /**
+   * Marks the agent machine's kernel log before a test (`kvmconf run --kmsg` over remote; the agent must
+   * have been started with --kmsg). Not part of the contract.
+   */
+  async kernelLogStart(test: string): Promise<void> {
+    await this.rpc.invoke('kernelLogStart', { value: test }, 'done')
+  }
+
+  /** The agent machine's kernel log since kernelLogStart(test): its lines, splats and taint. */
+  async kernelLogFinish(test: string): Promise<KernelLog> {
+    const log = await this.rpc.invoke('kernelLogFinish', { value: test }, 'kernelLog')
+    return { lines: log.lines, warnings: log.warnings, taintBefore: Number(log.taintBefore), taintAfter: Number(log.taintAfter) }
   }
 
   /** Ends the session: the agent frees every VM, fd and mapping it holds for this client. */

@@ -83,6 +83,14 @@ export const HANDLERS: Record<Call, Handler> = {
     return { uffd: { handle, fd: object.fd } }
   }),
   usage: define(async (s) => ({ usage: { limits: toLimits(s.limits), used: toLimits(s.usage()) } })),
+  kernelLogStart: define<{ value: string }>(async (s, r) => {
+    s.kernelLog().start(r.value)
+    return { done: {} }
+  }),
+  kernelLogFinish: define<{ value: string }>(async (s, r) => {
+    const log = s.kernelLog().finish(r.value)
+    return { kernelLog: { lines: log.lines, warnings: log.warnings, taintBefore: String(log.taintBefore), taintAfter: String(log.taintAfter) } }
+  }),
   runDemandPaging: define<DemandPagingConfigMsg>(async (s, r) => {
     const config = fromDemandPagingConfig(r)
     if (s.backend.runDemandPaging === undefined) {

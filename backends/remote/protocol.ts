@@ -52,6 +52,7 @@ export const CALLS = [
   'bitmapSet', 'bitmapClear', 'bitmapTest', 'bitmapFill', 'bitmapWords',
   'uffdApi', 'uffdRegister', 'uffdUnregister', 'uffdCopy', 'uffdZeropage', 'uffdContinue', 'uffdWake', 'uffdReadEvents',
   'runDemandPaging',
+  'kernelLogStart', 'kernelLogFinish',
 ] as const
 export type Call = (typeof CALLS)[number]
 
@@ -244,6 +245,14 @@ export interface ReplyMsg {
   events?: { events: UffdEventMsg[] } | null
   usage?: UsageMsg | null
   demandPaging?: DemandPagingResultMsg | null
+  kernelLog?: KernelLogMsg | null
+}
+
+export interface KernelLogMsg {
+  lines: string[]
+  warnings: string[]
+  taintBefore: Wire64
+  taintAfter: Wire64
 }
 
 /** The members of Reply's `result` oneof. */

@@ -7,6 +7,7 @@
 // is refused as unknown. A closed handle stays in the table (up to TOMBSTONES of them) so that a call on
 // it reaches the hosted object and gets that backend's own EBADF, as a closed fd would.
 
+import { KernelLogWatcher } from '../../harness/kernel-log.ts'
 import type { Backend, Vcpu } from '../../harness/backend.ts'
 import { KvmError } from '../../harness/errors.ts'
 import type { AgentStatus } from './agent-error.ts'
@@ -86,7 +87,23 @@ export class Session {
     readonly backend: Backend,
     readonly limits: Limits,
     private readonly nextHandle: () => string,
+    /** The agent serves its machine's kernel log (--kmsg): this session's watcher, opened on first use. */
+    private readonly servesKernelLog = false,
   ) {}
+
+  private watcher: KernelLogWatcher | undefined
+
+  /**
+   * The kernel-log watcher of this session (`kvmconf run --kmsg` over remote), or a plain Error saying
+   * the agent was not started with --kmsg, which travels back to the client as is.
+   */
+  kernelLog(): KernelLogWatcher {
+    if (!this.servesKernelLog) {
+      throw new Error('this agent does not serve its kernel log: start it with `kvmconf agent --kmsg` to use `kvmconf run --kmsg` over remote')
+    }
+    this.watcher ??= new KernelLogWatcher()
+    return this.watcher
+  }
 
   /** Why the session ended, once it has. */
   endReason: string | undefined
@@ -197,6 +214,7 @@ export class Session {
     if (!closed) outcome += `; the hosted backend's close() did not finish within ${CLOSE_MS} ms`
     this.entries.clear()
     this.tombstones.length = 0
+    this.watcher?.close()
     return {
       id: this.id, peer: this.peer, client: this.client, seconds: (Date.now() - this.startedAt) / 1000,
       calls: this.calls, freed, reason: outcome,

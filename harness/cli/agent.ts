@@ -3,6 +3,7 @@
 // Prints the bound address alone on the first line of stdout (so a parent that asked for port 0 can read
 // it), then one line per client session on stderr.
 
+import { kernelLogProblem } from '../kernel-log.ts'
 import { readFileSync, statSync } from 'node:fs'
 import { isIP } from 'node:net'
 import { parseArgs } from 'node:util'
@@ -34,6 +35,9 @@ Options:
   --max-handles N      open handles of every kind (default 4096)
   --max-sessions N     clients at once (default 64)
   --max-message SIZE   the largest message accepted or sent (default 16M)
+  --kmsg               serve this machine's kernel log, so that \`kvmconf run --kmsg\` works over remote:
+                       markers in /dev/kmsg around each client test, the lines between sent back (needs
+                       read and write access to /dev/kmsg and read access to /proc/sys/kernel/tainted)
   -h, --help           this text
 `
 
@@ -93,6 +97,7 @@ async function agent(argv: string[]): Promise<number> {
       'max-handles': { type: 'string' },
       'max-sessions': { type: 'string' },
       'max-message': { type: 'string' },
+      kmsg: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
   })
@@ -137,6 +142,10 @@ async function agent(argv: string[]): Promise<number> {
   // The hosted backend must work here before any client is promised it.
   const { loadBackend } = await import('../../backends/index.ts')
   const open = () => loadBackend(backend, { profile: values.profile })
+  if (values.kmsg) {
+    const problem = kernelLogProblem()
+    if (problem !== undefined) throw new UsageError(`--kmsg: ${problem}`)
+  }
   const probe = await open()
   if (!probe.available) {
     process.stderr.write(`kvmconf agent: the ${backend} backend is not available here: ${probe.reason}\n`)
@@ -152,11 +161,12 @@ async function agent(argv: string[]): Promise<number> {
     idleTimeoutMs: idleSeconds * 1000,
     maxMessageBytes: Number(maxMessage),
     maxSessions: count('max-sessions', values['max-sessions'], DEFAULT_MAX_SESSIONS),
+    kernelLog: values.kmsg === true,
     version: pkg.version,
   })
   process.stdout.write(`${running.address}\n`)
   log(`hosting ${backend} (${info.kernelRelease}, ${info.arch}) on ${running.address}, TLS ${tls === undefined ? 'off' : tls.ca ? 'mutual' : 'on'}, ` +
-    `idle timeout ${idleSeconds} s, per client ${limits.vms} VMs, ${limits.vcpus} vCPUs, ${limits.memoryBytes} bytes, ${limits.handles} handles`)
+    `idle timeout ${idleSeconds} s, kernel log ${values.kmsg ? 'served' : 'not served'}, per client ${limits.vms} VMs, ${limits.vcpus} vCPUs, ${limits.memoryBytes} bytes, ${limits.handles} handles`)
 
   await new Promise<void>((resolve) => {
     const stop = (signal: string) => {

@@ -24,8 +24,14 @@ test('compare flags a planted 30% slowdown and not two runs of the same build', 
   expect(svg.match(/<circle class="sample"/g)).toHaveLength(48)
   expect(svg).toContain('<polyline class="median"')
 
-  expect(bench('same').status).toBe(0)
-  const same = kvmconf(['compare', `${dir}/base.json`, `${dir}/same.json`])
+  // The same build again is no regression. Other test files share the two cores, and a burst of theirs
+  // can slow one run's samples past the threshold (CPU time too: caches, frequency), so a verdict of
+  // regression is re-measured, twice at most; a compare that always cries regression still fails.
+  let same = { stdout: '', status: -1 as number | null }
+  for (let attempt = 0; attempt < 3 && same.status !== 0; attempt++) {
+    expect(bench('same').status).toBe(0)
+    same = kvmconf(['compare', `${dir}/base.json`, `${dir}/same.json`])
+  }
   expect(same.stdout).toContain('No performance regression.')
   expect(same.status).toBe(0)
 

@@ -14,7 +14,7 @@ import { parseArgs } from 'node:util'
 import { BACKEND_NAMES, type BackendName } from '../backend-names.ts'
 import type { BackendLoad } from '../backend.ts'
 import { defaultExpectationFile, judgeRecords, readExpectationFile, runFacts, strictKernelLog, type Expectation } from '../expectations.ts'
-import { KMSG, TAINTED } from '../kernel-log.ts'
+import { kernelLogProblem } from '../kernel-log.ts'
 import { CollectReporter } from '../reporters/collect.ts'
 import { REPORTER_NAMES, ReporterSpecError, parseReporterSpecs, writeReports } from '../reporters/index.ts'
 import { exitCodeFor, type RunInfo, type RunResult } from '../results.ts'
@@ -45,8 +45,9 @@ Options:
   --output FILE         where a json reporter without =FILE writes
   --expectations FILE   judge results against this expectations file (repeatable) instead of
                         fixtures/expectations/<backend>.json
-  --kmsg                native only: mark /dev/kmsg around each test, attach the kernel's lines to it,
-                        and mark WARN a test that made the kernel warn, oops or taint (runs files serially)
+  --kmsg                mark /dev/kmsg around each test, attach the kernel's lines to it, and mark
+                        WARN a test that made the kernel warn, oops or taint (runs files serially);
+                        native, or remote through an agent started with --kmsg (its machine's log)
   --strict-kernel-log   with --kmsg: such a test FAILs instead
   --shard I/N           run the I-th of N shards of the suite files (merge them with kvmconf merge)
   --emulator-bug NAME   self-tests: the emulator with one deliberate bug (fixtures/emulator-bugs)
@@ -100,9 +101,10 @@ export async function runInfoOf(backend: BackendName, load: BackendLoad, profile
   return { ...base, profile: info.profile, kernel: info.kernelRelease, arch: info.arch, host: info.host }
 }
 
-async function runInfoFor(backend: BackendName, profile: string | undefined, emulatorBug?: string): Promise<RunInfo> {
+async function runInfoFor(backend: BackendName, profile: string | undefined, emulatorBug?: string, kmsg = false): Promise<RunInfo> {
   const load = await loadFor(backend, profile, emulatorBug)
   try {
+    if (kmsg && backend === 'remote' && load.available) await checkAgentKernelLog(load.backend as unknown as RemoteKernelLog)
     return await runInfoOf(backend, load, profile)
   } finally {
     if (load.available) await load.backend.close()
@@ -128,19 +130,24 @@ export function useAgent(backend: BackendName, agent: string | undefined, tokenF
   }
 }
 
-function checkKernelLogReadable(): void {
-  for (const [file, flags] of [[KMSG, 'r'], [TAINTED, 'r']] as const) {
-    try {
-      closeSync(openSync(file, flags))
-    } catch (e) {
-      throw new UsageError(`--kmsg: cannot read ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`)
-    }
-  }
+interface RemoteKernelLog {
+  kernelLogStart(test: string): Promise<void>
+  kernelLogFinish(test: string): Promise<unknown>
+}
+
+/** `--kmsg` over remote: the agent must serve its kernel log (started with --kmsg), else exit 2 at once. */
+async function checkAgentKernelLog(agent: RemoteKernelLog): Promise<void> {
   try {
-    closeSync(openSync(KMSG, 'w'))
+    await agent.kernelLogStart('kvmconf run: --kmsg check')
+    await agent.kernelLogFinish('kvmconf run: --kmsg check')
   } catch (e) {
-    throw new UsageError(`--kmsg: cannot write markers to ${KMSG}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`)
+    throw new UsageError(`--kmsg: ${(e as Error).message}`)
   }
+}
+
+function checkKernelLogReadable(): void {
+  const problem = kernelLogProblem()
+  if (problem !== undefined) throw new UsageError(`--kmsg: ${problem}`)
 }
 
 function loadEntries(files: readonly string[], backend: string): { entries: Expectation[]; files: string[] } {
@@ -199,8 +206,8 @@ async function run(argv: string[]): Promise<number> {
   if (backend === 'remote' && (!process.env.KVMCONF_AGENT || !process.env.KVMCONF_TOKEN_FILE)) {
     throw new UsageError('--backend remote needs --agent HOST:PORT and --token-file F (or KVMCONF_AGENT and KVMCONF_TOKEN_FILE)')
   }
-  if (values.kmsg && backend !== 'native') {
-    throw new UsageError(`--kmsg reads this machine's kernel log, so it applies to the native backend only`)
+  if (values.kmsg && backend !== 'native' && backend !== 'remote') {
+    throw new UsageError(`--kmsg reads the kernel log of the machine under test: the native backend's, or the remote agent's`)
   }
   if (values['strict-kernel-log'] && !values.kmsg) throw new UsageError('--strict-kernel-log needs --kmsg')
   if (values.test !== undefined) {
@@ -223,7 +230,9 @@ async function run(argv: string[]): Promise<number> {
     if (backend !== 'emulator') throw new UsageError('--emulator-bug applies to the emulator backend only')
     oneOf('emulator-bug', emulatorBug, emulatorBugNames())
   }
-  if (values.kmsg) checkKernelLogReadable()
+  // Over remote, the agent reads its own machine's log; it says so on the first test if it was not
+  // started with --kmsg.
+  if (values.kmsg && backend === 'native') checkKernelLogReadable()
   if (values.profile !== undefined) process.env.KVMCONF_PROFILE = values.profile
   if (values['userfault-cap'] !== undefined) {
     const cap = (await import('../kvm-util/userfault.ts')).parseUserfaultCap(values['userfault-cap'])
@@ -231,7 +240,7 @@ async function run(argv: string[]): Promise<number> {
     process.env.KVMCONF_USERFAULT_CAP = String(cap) // read by the workers (harness/kvm-util/userfault.ts)
   }
   if (emulatorBug !== undefined) process.env.KVMCONF_EMULATOR_BUG = emulatorBug
-  const info = await runInfoFor(backend, values.profile, emulatorBug)
+  const info = await runInfoFor(backend, values.profile, emulatorBug, values.kmsg === true)
   // A remote run is judged by the expectations of the backend its agent hosts (harness/test.ts alike).
   const facts = runFacts(info)
   const { entries, files } = loadEntries(values.expectations ?? [], facts.backend)
@@ -242,7 +251,7 @@ async function run(argv: string[]): Promise<number> {
   process.env.KVMCONF_JOURNAL = journal
   // The workers judge in-test expected failures against the same files (harness/test.ts).
   process.env.KVMCONF_EXPECTATIONS = files.join(path.delimiter)
-  if (values.kmsg) process.env.KVMCONF_KMSG = '1'
+  if (values.kmsg) process.env.KVMCONF_KMSG = backend === 'remote' ? 'remote' : 'local'
 
   const runInfo: RunInfo = {
     ...info,

@@ -15,7 +15,7 @@ describe('the verbs', () => {
   })
 
   test.each([
-    [['run', '--kmsg'], /--kmsg reads this machine's kernel log, so it applies to the native backend only/],
+    [['run', '--kmsg'], /--kmsg reads the kernel log of the machine under test: the native backend's, or the remote agent's/],
     [['run', '--strict-kernel-log'], /--strict-kernel-log needs --kmsg/],
     [['run', '--reporter', 'console', '--reporter', 'ktap'], /only one reporter can write to stdout/],
     [['run', '--reporter', 'junit='], /the file name is empty/],
