@@ -72,13 +72,18 @@ export class EmulatorMapping implements HostMapping {
     hostAccess('HostMapping.write', this.backend.memory.write(at, Uint8Array.of(f(old!))))
   }
 
-  async fill(offset: U64In, length: U64In, byte: number): Promise<void> {
+  /** Where a byte-range access of `length` at `offset` starts, and how far it gets before a userfaultfd page. */
+  private span(offset: U64In, length: U64In): { at: bigint; reach: bigint; stop: UserfaultStop | undefined } {
     const at = this.addr + u64(offset, 'offset')
     const len = u64(length, 'length')
+    const stop = userfaultStop(this.backend.memory, at, len)
+    return { at, reach: bytesBefore(stop, at, len), stop }
+  }
+
+  async fill(offset: U64In, length: U64In, byte: number): Promise<void> {
+    const { at, reach, stop } = this.span(offset, length)
     const value = byteValue(byte)
     const space = this.backend.memory
-    const stop = userfaultStop(space, at, len)
-    const reach = bytesBefore(stop, at, len)
     const fault = space.fill(at, reach, value)
     faultedIn(space, at, fault !== undefined ? fault.address : at + reach, true)
     hostAccess('HostMapping.fill', fault)
@@ -86,12 +91,9 @@ export class EmulatorMapping implements HostMapping {
   }
 
   async findMismatch(offset: U64In, length: U64In, byte: number): Promise<bigint> {
-    const at = this.addr + u64(offset, 'offset')
-    const len = u64(length, 'length')
+    const { at, reach, stop } = this.span(offset, length)
     const value = byteValue(byte)
     const space = this.backend.memory
-    const stop = userfaultStop(space, at, len)
-    const reach = bytesBefore(stop, at, len)
     const found = space.findMismatch(at, reach, value)
     // The scan reads up to the first mismatch (or the fault, or its end).
     faultedIn(space, at, isFault(found) ? found.address : found >= 0n ? at + found + 1n : at + reach, false)
