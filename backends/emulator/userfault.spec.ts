@@ -128,6 +128,20 @@ describe('guest_memfd slots (D.3): v2 toggles USERFAULT only, v3 anything but a 
     expect(await s.set(0), 'toggle off').toBe('ok')
   })
 
+  test.for(['upstream-6.18', 'pvm-6.18', 'userfault-v2', 'userfault-v3'])(
+    '%s: dropping KVM_MEM_GUEST_MEMFD from a guest_memfd slot is EINVAL, in place or moved, the file open or released (measured on 6.18)',
+    async (profile) => {
+      const type = profile === 'pvm-6.18' ? 0 : KVM_X86_SW_PROTECTED_VM
+      const s = await slotVm({ profile, type, pages: 512, backing: 'anonymous', create: false })
+      const gmem = await s.vm.createGuestMemfd({ size: 512 * PAGE })
+      expect(await outcome(s.set(KVM_MEM_GUEST_MEMFD, { guestMemfd: gmem.fd }))).toBe('ok')
+      const drop = (flags: number, gpa = GPA) => outcome(s.set(flags, { gpa }))
+      expect([await drop(0), await drop(KVM_MEM_LOG_DIRTY_PAGES), await drop(0, GPA + 0x20_0000)]).toEqual(['EINVAL', 'EINVAL', 'EINVAL'])
+      await gmem.close()
+      expect([await drop(0), await drop(0, GPA + 0x20_0000)], 'after the file was released').toEqual(['EINVAL', 'EINVAL'])
+    },
+  )
+
   test('userfault-v3 [inferred]: a slot without guest_memfd cannot gain KVM_MEM_GUEST_MEMFD (binding is on CREATE only)', async () => {
     const s = await slotVm({ profile: 'userfault-v3', type: KVM_X86_SW_PROTECTED_VM, pages: 16, backing: 'anonymous' })
     const gmem = await s.vm.createGuestMemfd({ size: 16 * PAGE })
