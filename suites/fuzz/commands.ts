@@ -15,8 +15,7 @@ import { CreateSlot } from './commands/create-slot.ts'
 import { DeleteSlot } from './commands/delete-slot.ts'
 import { MoveSlot } from './commands/move-slot.ts'
 import { SetBit } from './commands/set-bit.ts'
-import { ToggleDirtyLog } from './commands/toggle-dirty-log.ts'
-import { ToggleUserfault } from './commands/toggle-userfault.ts'
+import { ToggleFlag } from './commands/toggle-flag.ts'
 import { Touch } from './commands/touch.ts'
 import { BASE_GPA, GPA_STEPS, KVM_MEM_LOG_DIRTY_PAGES, KVM_MEM_USERFAULT, PAGE, SLOT_IDS, SLOT_PAGES, type FuzzModel } from './model.ts'
 import type { FuzzReal } from './real.ts'
@@ -53,11 +52,11 @@ export async function fuzzSetup(kvm: Backend, set: CommandSet = CURRENT_COMMAND_
     fc.tuple(id, at, fc.constantFrom(0, KVM_MEM_LOG_DIRTY_PAGES, KVM_MEM_USERFAULT)).map(([i, a, f]) => new CreateSlot(i, a, f, true)),
     id.map((i) => new DeleteSlot(i)),
     fc.tuple(id, at).map(([i, a]) => new MoveSlot(i, a)),
-    id.map((i) => new ToggleDirtyLog(i)),
+    id.map((i) => new ToggleFlag(i, 'LOG_DIRTY_PAGES')),
     // Mostly sets: a set bit is what makes an access exit.
     fc.tuple(id, page, fc.oneof({ arbitrary: fc.constant(true), weight: 3 }, fc.constant(false))).map(([i, p, v]) => new SetBit(i, p, v)),
   ]
-  if (probe.supported) arbitraries.push(id.map((i) => new ToggleUserfault(i)))
+  if (probe.supported) arbitraries.push(id.map((i) => new ToggleFlag(i, 'USERFAULT')))
   else excluded.push({ command: 'toggle USERFAULT, create with USERFAULT via REGION2', reason: probe.reason })
   if (vcpu) {
     // Pages of every base gpa's slot and a little past the last one (where no slot ever is).
