@@ -8,7 +8,7 @@ import { readFileSync, statSync } from 'node:fs'
 import { isIP } from 'node:net'
 import { parseArgs } from 'node:util'
 
-import { EXIT_FAIL, EXIT_OK, UsageError, oneOf, withUsage } from './usage.ts'
+import { EXIT_FAIL, EXIT_OK, UsageError, oneOf, wholeNumber, withUsage } from './usage.ts'
 
 const HOSTABLE = ['native', 'emulator'] as const
 
@@ -64,9 +64,7 @@ export function parseSize(option: string, s: string): bigint {
 }
 
 function count(option: string, s: string | undefined, fallback: number): number {
-  if (s === undefined) return fallback
-  if (!/^\d+$/.test(s) || Number(s) < 1 || !Number.isSafeInteger(Number(s))) throw new UsageError(`--${option} ${s}: expected a positive integer`)
-  return Number(s)
+  return s === undefined ? fallback : wholeNumber(`--${option}`, s, 1, 'a positive integer')
 }
 
 function readFile(option: string, file: string): Buffer {

@@ -13,7 +13,7 @@ import {
 } from '../kvm-util/demand-paging.ts'
 import { describeExit } from '../kvm-util/ucall.ts'
 import { KVM_CAP_MAX_VCPUS } from '../uapi/kvm.ts'
-import { EXIT_ALL_SKIPPED, EXIT_FAIL, EXIT_OK, UsageError, oneOf, withUsage } from './usage.ts'
+import { EXIT_ALL_SKIPPED, EXIT_FAIL, EXIT_OK, UsageError, oneOf, wholeNumber, withUsage } from './usage.ts'
 
 const BACKINGS = ['anonymous', 'anonymous_thp', 'anonymous_hugetlb', 'shmem', 'shared_hugetlb'] as const
 
@@ -54,10 +54,7 @@ export function parseSize(text: string): bigint {
 }
 
 function count(option: string, text: string, min: number): number {
-  if (!/^\d+$/.test(text) || Number(text) < min || !Number.isSafeInteger(Number(text))) {
-    throw new UsageError(`-${option} ${text}: expected an integer >= ${min}`)
-  }
-  return Number(text)
+  return wholeNumber(`-${option}`, text, min, `an integer >= ${min}`)
 }
 
 /** kvm_parse_vcpu_pinning(): one pCPU per vCPU, then optionally one for the main thread. */

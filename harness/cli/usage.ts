@@ -31,3 +31,14 @@ export function oneOf<T extends string>(option: string, value: string, allowed: 
   }
   return value as T
 }
+
+/**
+ * An option's value as a whole number (decimal digits only: no sign, exponent or blanks) of at least
+ * `min`, else a UsageError `<flag> <text>: expected <expected>`. `flag` as the user wrote it ('--max-vms', '-v').
+ */
+export function wholeNumber(flag: string, text: string, min: number, expected: string): number {
+  if (!/^\d+$/.test(text) || Number(text) < min || !Number.isSafeInteger(Number(text))) {
+    throw new UsageError(`${flag} ${text}: expected ${expected}`)
+  }
+  return Number(text)
+}
