@@ -2,12 +2,12 @@
 // fixes, new skips, tests that appeared or went). Two bench results: the A/B test of every metric
 // (harness/bench/ab.ts: Mann-Whitney U, p < 0.01, and a change beyond the threshold).
 
-import { readFile } from 'node:fs/promises'
 import { parseArgs } from 'node:util'
 import { AB_DEFAULTS, compareBench, type MetricComparison } from '../bench/ab.ts'
 import { parseBenchResult, type BenchResult } from '../bench/result.ts'
 import { asExpected, fullId, parseRunResult, type RunResult, type TestRecord } from '../results.ts'
 import { EXIT_FAIL, EXIT_OK, UsageError, withUsage } from './usage.ts'
+import { parseInput } from './inputs.ts'
 
 const HELP = `Usage: kvmconf compare BASE.json CAND.json [options]
 
@@ -32,18 +32,10 @@ that cannot be compared.
 type Loaded = { kind: 'run'; result: RunResult } | { kind: 'bench'; result: BenchResult }
 
 async function load(file: string): Promise<Loaded> {
-  let text: string
-  try {
-    text = await readFile(file, 'utf8')
-  } catch (e) {
-    throw new UsageError(`${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`)
-  }
-  try {
+  return parseInput(file, (text): Loaded => {
     const kind = (JSON.parse(text) as { kind?: unknown }).kind
     return kind === 'kvmconf-bench' ? { kind: 'bench', result: parseBenchResult(text, file) } : { kind: 'run', result: parseRunResult(text, file) }
-  } catch (e) {
-    throw new UsageError((e as Error).message)
-  }
+  })
 }
 
 export type Change = 'new failure' | 'fixed' | 'new skip' | 'no longer skipped' | 'added' | 'removed' | 'changed'

@@ -2,12 +2,13 @@
 // run would need to be as expected: new entries for its unexpected failures, entries that expected
 // another failure brought up to date, entries whose test now passes (XPASS) removed. `check` parses files.
 
-import { readFile, writeFile } from 'node:fs/promises'
+import { writeFile } from 'node:fs/promises'
 import path from 'node:path'
 import { parseArgs } from 'node:util'
 import { defaultExpectationFile, readExpectationFile, renderExpectations, updateExpectations, type Expectation } from '../expectations.ts'
 import { parseRunResult } from '../results.ts'
 import { EXIT_OK, UsageError, withUsage } from './usage.ts'
+import { parseInput } from './inputs.ts'
 import { ROOT } from './run.ts'
 
 const HELP = `Usage: kvmconf expectations update RESULT.json [options]
@@ -58,18 +59,7 @@ async function update(argv: string[]): Promise<number> {
   }
   if (positionals.length !== 1) throw new UsageError('update: expected one RESULT.json')
   const file = positionals[0] as string
-  let text: string
-  try {
-    text = await readFile(file, 'utf8')
-  } catch (e) {
-    throw new UsageError(`${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`)
-  }
-  let result
-  try {
-    result = parseRunResult(text, file)
-  } catch (e) {
-    throw new UsageError((e as Error).message)
-  }
+  const result = await parseInput(file, parseRunResult)
   const recorded = (result.runInfo.expectations ?? []).map((f) => path.resolve(ROOT, f))
   const sources = values.expectations ?? (recorded.length > 0 ? recorded : [])
   let existing = readEntries(sources)

@@ -1,10 +1,11 @@
 // kvmconf merge: the JSON results of the shards of one run (`kvmconf run --shard I/N`) as one result.
 
-import { readFile, writeFile } from 'node:fs/promises'
+import { writeFile } from 'node:fs/promises'
 import { parseArgs } from 'node:util'
 import { renderJson } from '../reporters/json.ts'
 import { exitCodeFor, fullId, parseRunResult, type RunInfo, type RunResult } from '../results.ts'
 import { EXIT_OK, UsageError, withUsage } from './usage.ts'
+import { parseInput } from './inputs.ts'
 
 const HELP = `Usage: kvmconf merge A.json B.json... [--output FILE]
 
@@ -65,19 +66,7 @@ async function merge(argv: string[]): Promise<number> {
   }
   if (positionals.length === 0) throw new UsageError('name the JSON results to merge')
   const parts = []
-  for (const file of positionals) {
-    let text: string
-    try {
-      text = await readFile(file, 'utf8')
-    } catch (e) {
-      throw new UsageError(`${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`)
-    }
-    try {
-      parts.push({ file, result: parseRunResult(text, file) })
-    } catch (e) {
-      throw new UsageError((e as Error).message)
-    }
-  }
+  for (const file of positionals) parts.push({ file, result: await parseInput(file, parseRunResult) })
   const merged = mergeResults(parts)
   const text = renderJson(merged)
   if (values.output !== undefined) await writeFile(values.output, text)

@@ -1,12 +1,13 @@
 // kvmconf report: a run's JSON result as a self-contained HTML page (harness/reporters/html.ts), with
 // the plots of any bench results given.
 
-import { readFile, writeFile } from 'node:fs/promises'
+import { writeFile } from 'node:fs/promises'
 import { parseArgs } from 'node:util'
 import { parseBenchResult } from '../bench/result.ts'
 import { renderHtml } from '../reporters/html.ts'
 import { parseRunResult } from '../results.ts'
 import { EXIT_OK, UsageError, withUsage } from './usage.ts'
+import { parseInput } from './inputs.ts'
 
 const HELP = `Usage: kvmconf report RESULT.json --html OUT.html [--bench BENCH.json]...
 
@@ -22,14 +23,6 @@ Options:
 Exit codes: 0 written; 2 usage error or an unreadable input.
 `
 
-async function readInput(file: string): Promise<string> {
-  try {
-    return await readFile(file, 'utf8')
-  } catch (e) {
-    throw new UsageError(`${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`)
-  }
-}
-
 async function report(argv: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
     args: argv,
@@ -44,13 +37,12 @@ async function report(argv: string[]): Promise<number> {
   if (positionals.length !== 1) throw new UsageError('expected one RESULT.json')
   if (values.html === undefined) throw new UsageError('--html FILE is required')
   const file = positionals[0] as string
+  const result = await parseInput(file, parseRunResult)
+  const benches = []
+  for (const b of values.bench ?? []) benches.push(await parseInput(b, parseBenchResult))
   try {
-    const result = parseRunResult(await readInput(file), file)
-    const benches = []
-    for (const b of values.bench ?? []) benches.push(parseBenchResult(await readInput(b), b))
     await writeFile(values.html, renderHtml(result, benches))
   } catch (e) {
-    if (e instanceof UsageError) throw e
     throw new UsageError((e as Error).message)
   }
   process.stdout.write(`wrote ${values.html}\n`)
