@@ -1,11 +1,12 @@
 // kvmconf fuzz: model-based fuzzing of the memslot and KVM Userfault APIs (suites/fuzz) on a backend.
 
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { mkdirSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { BACKEND_NAMES } from '../backend-names.ts'
 import { EXIT_FAIL, EXIT_OK, UsageError, oneOf, withUsage } from './usage.ts'
+import { parseInput } from './inputs.ts'
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')
 export const CORPUS_DIR = path.join(ROOT, 'fixtures/fuzz-corpus')
@@ -66,6 +67,18 @@ function positive(option: string, text: string): number {
   return n
 }
 
+/** A `--replay` file: JSON whose `kind` says it is one. */
+function parseReplayJson(text: string, file: string): ReplayFile {
+  let replay: unknown
+  try {
+    replay = JSON.parse(text)
+  } catch (e) {
+    throw new Error(`${file}: not JSON (${(e as Error).message})`)
+  }
+  if ((replay as { kind?: unknown } | null)?.kind !== 'kvmconf-fuzz-replay') throw new Error(`--replay ${file}: not a kvmconf fuzz replay file`)
+  return replay as ReplayFile
+}
+
 async function fuzz(argv: string[]): Promise<number> {
   const { values } = parseArgs({
     args: argv,
@@ -88,8 +101,7 @@ async function fuzz(argv: string[]): Promise<number> {
     return EXIT_OK
   }
   const name = oneOf('backend', values.backend, BACKEND_NAMES)
-  const replay = values.replay === undefined ? undefined : (JSON.parse(readFileSync(values.replay, 'utf8')) as ReplayFile)
-  if (replay !== undefined && replay.kind !== 'kvmconf-fuzz-replay') throw new UsageError(`--replay ${values.replay}: not a kvmconf fuzz replay file`)
+  const replay = values.replay === undefined ? undefined : await parseInput(values.replay, parseReplayJson)
   const seed = replay?.seed ?? (values.seed === undefined ? undefined : Number(values.seed))
   if (seed !== undefined && !Number.isSafeInteger(seed)) throw new UsageError(`--seed ${values.seed}: expected an integer`)
   const timeMs = values.time === undefined ? undefined : parseDuration(values.time)

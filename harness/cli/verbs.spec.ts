@@ -28,6 +28,8 @@ describe('the verbs', () => {
     [['merge'], /name the JSON results to merge/],
     [['expectations'], /expected a subcommand: update or check/],
     [['expectations', 'update', '/nonexistent.json'], /\/nonexistent.json: ENOENT/],
+    [['fuzz', '--replay', '/nonexistent.json'], /\/nonexistent.json: ENOENT/],
+    [['fuzz', '--replay', 'package-lock.json'], /--replay package-lock.json: not a kvmconf fuzz replay file/],
     [['report', 'r.json'], /--html FILE is required/],
     [['bench', '--repeat', '1'], /--repeat 1: expected an integer of at least 2/],
     [['bench', '--output', 'x.txt'], /must end in .json/],
