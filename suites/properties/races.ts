@@ -182,7 +182,9 @@ export async function raceOnce(kvm: Backend, s: fc.Scheduler, plan: Plan, kvmUse
       vcpus.push(vcpu)
     }
     const vcpuRuns = plan.touches.map((pages, i) => race.spawn(`vCPU ${i}`, (gate) => vcpuActor(w, i, vcpus[i]!, pages, gate)))
-    const vcpusDone = () => race.actors.filter((a) => a.name.startsWith('vCPU')).every((a) => a.done)
+    let vcpusFinished = false
+    void Promise.allSettled(vcpuRuns).then(() => { vcpusFinished = true })
+    const vcpusDone = () => vcpusFinished
     runs.push(
       ...vcpuRuns,
       race.spawn('reader', (gate) => readerActor(w, vcpusDone, gate)),
