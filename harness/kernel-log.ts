@@ -121,6 +121,15 @@ function drain(fd: number): KmsgRecord[] {
   }
 }
 
+/**
+ * A backend that watches the kernel log of the machine it drives, for `kvmconf run --kmsg` (the remote
+ * backend, through an agent started with --kmsg): start before a test, finish after it.
+ */
+export interface KernelLogSource {
+  kernelLogStart(test: string): Promise<void>
+  kernelLogFinish(test: string): Promise<KernelLog>
+}
+
 /** One worker's view of the kernel log: start() before a test, finish() after it. */
 export class KernelLogWatcher {
   private fd: number | undefined

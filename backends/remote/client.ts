@@ -3,6 +3,7 @@
 // (connection.ts). What the hosted backend threw comes back as the same typed error; what the agent or
 // the network did is an AgentError.
 
+import type { KernelLogSource } from '../../harness/kernel-log.ts'
 import type { KernelLog } from '../../harness/results.ts'
 import type {
   Backend, BackendInfo, Backing, Feature, GuestMemfd, GuestMemfdStat, HostMapping, MemoryAttributes, PreFaultResult,
@@ -33,7 +34,7 @@ export async function connectRemote(opts: ConnectOptions): Promise<RemoteBackend
 
 type Rpc = AgentConnection
 
-export class RemoteBackend implements Backend {
+export class RemoteBackend implements Backend, KernelLogSource {
   readonly name = 'remote'
   readonly systemFd: number
 

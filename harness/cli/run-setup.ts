@@ -14,7 +14,7 @@
 import { appendFileSync } from 'node:fs'
 import { beforeEach } from 'vitest'
 import { backendUnderTest } from '../context.ts'
-import { KernelLogWatcher } from '../kernel-log.ts'
+import { KernelLogWatcher, type KernelLogSource } from '../kernel-log.ts'
 import type { KernelLog } from '../results.ts'
 import type { ErrorLike, KvmconfTaskMeta } from '../reporters/outcome.ts'
 
@@ -39,19 +39,14 @@ function localKernelLog(): TestKernelLog {
 /** The agent's machine's log, through this worker's session (the backend under test). */
 function remoteKernelLog(): TestKernelLog {
   // An agent that cannot be reached makes every test skip with the reason; nothing to log then.
-  const agent = async (): Promise<RemoteKernelLog | undefined> => {
+  const agent = async (): Promise<KernelLogSource | undefined> => {
     const load = await backendUnderTest()
-    return load.available ? (load.backend as unknown as RemoteKernelLog) : undefined
+    return load.available ? (load.backend as unknown as KernelLogSource) : undefined
   }
   return {
     start: async (test) => (await agent())?.kernelLogStart(test),
     finish: async (test) => (await agent())?.kernelLogFinish(test),
   }
-}
-
-interface RemoteKernelLog {
-  kernelLogStart(test: string): Promise<void>
-  kernelLogFinish(test: string): Promise<KernelLog>
 }
 
 const kmsg = process.env.KVMCONF_KMSG

@@ -14,7 +14,7 @@ import { parseArgs } from 'node:util'
 import { BACKEND_NAMES, type BackendName } from '../backend-names.ts'
 import type { BackendLoad } from '../backend.ts'
 import { defaultExpectationFile, judgeRecords, readExpectationFile, runFacts, strictKernelLog, type Expectation } from '../expectations.ts'
-import { kernelLogProblem } from '../kernel-log.ts'
+import { kernelLogProblem, type KernelLogSource } from '../kernel-log.ts'
 import { CollectReporter } from '../reporters/collect.ts'
 import { REPORTER_NAMES, ReporterSpecError, parseReporterSpecs, writeReports } from '../reporters/index.ts'
 import { exitCodeFor, type RunInfo, type RunResult } from '../results.ts'
@@ -104,7 +104,7 @@ export async function runInfoOf(backend: BackendName, load: BackendLoad, profile
 async function runInfoFor(backend: BackendName, profile: string | undefined, emulatorBug?: string, kmsg = false): Promise<RunInfo> {
   const load = await loadFor(backend, profile, emulatorBug)
   try {
-    if (kmsg && backend === 'remote' && load.available) await checkAgentKernelLog(load.backend as unknown as RemoteKernelLog)
+    if (kmsg && backend === 'remote' && load.available) await checkAgentKernelLog(load.backend as unknown as KernelLogSource)
     return await runInfoOf(backend, load, profile)
   } finally {
     if (load.available) await load.backend.close()
@@ -130,13 +130,8 @@ export function useAgent(backend: BackendName, agent: string | undefined, tokenF
   }
 }
 
-interface RemoteKernelLog {
-  kernelLogStart(test: string): Promise<void>
-  kernelLogFinish(test: string): Promise<unknown>
-}
-
 /** `--kmsg` over remote: the agent must serve its kernel log (started with --kmsg), else exit 2 at once. */
-async function checkAgentKernelLog(agent: RemoteKernelLog): Promise<void> {
+async function checkAgentKernelLog(agent: KernelLogSource): Promise<void> {
   try {
     await agent.kernelLogStart('kvmconf run: --kmsg check')
     await agent.kernelLogFinish('kvmconf run: --kmsg check')
