@@ -81,8 +81,13 @@ export type Fault = { fault: 'SIGSEGV' | 'SIGBUS'; address: bigint }
 
 /** Whether the object behind `vma` refuses the host the page holding `addr` (SIGBUS). */
 export function refuses(vma: Vma, addr: bigint): boolean {
-  const index = pageIndex(vma.offset + (addr - vma.start))
-  return vma.object.firstRefusedPage(index, index + 1) !== undefined
+  return refusesAt(vma.object, vma.offset + (addr - vma.start))
+}
+
+/** Whether `object` refuses the host the page holding its byte `offset`. */
+function refusesAt(object: MemoryObject, offset: bigint): boolean {
+  const index = pageIndex(offset)
+  return object.firstRefusedPage(index, index + 1) !== undefined
 }
 
 export function isFault(value: unknown): value is Fault {
@@ -225,8 +230,7 @@ export class AddressSpace {
     const vma = this.find(addr)
     if (vma === undefined || length === 0 || Number(addr & IN_PAGE) + length > PAGE_SIZE) return undefined
     const offset = vma.offset + (addr - vma.start)
-    const index = pageIndex(offset)
-    return vma.object.firstRefusedPage(index, index + 1) === undefined ? { vma, offset } : undefined
+    return refusesAt(vma.object, offset) ? undefined : { vma, offset }
   }
 
   read(addr: bigint, length: number): Uint8Array | Fault {
