@@ -14,6 +14,7 @@ import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 
 import type { Backend } from '../../harness/backend.ts'
+import { median } from '../../harness/bench/result.ts'
 import type { DemandPagingConfig } from '../../harness/demand-paging-types.ts'
 import { runDemandPaging } from '../../harness/kvm-util/demand-paging.ts'
 import { loadBackend } from '../index.ts'
@@ -62,7 +63,6 @@ async function runSuites(project: string, hosted: string, dir: string): Promise<
   return { wallMs, testMs, outcomes }
 }
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number
 const seconds = (ms: number) => `${(ms / 1000).toFixed(1)} s`
 
 function summary(outcomes: Map<string, string>): string {
@@ -80,8 +80,6 @@ async function demandPagingRates(kvm: Backend, config: DemandPagingConfig, runs:
   for (let i = 0; i < runs; i++) rates.push((await runDemandPaging(kvm, config)).overallRate)
   return rates
 }
-
-const medianOf = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number
 
 async function benchDemandPaging(hosted: 'native' | 'emulator'): Promise<string> {
   const direct = await loadBackend(hosted)
@@ -107,9 +105,9 @@ async function benchDemandPaging(hosted: 'native' | 'emulator'): Promise<string>
         r.push(...(await demandPagingRates(remote, config, 1)))
       }
       await remote.close()
-      const ratio = medianOf(r) / medianOf(d)
-      return `-v 2 -b 80M -u MISSING -c 0,1,0, median of 7: direct ${medianOf(d).toFixed(0)} pgs/sec, ` +
-        `through the agent ${medianOf(r).toFixed(0)} pgs/sec: ratio ${ratio.toFixed(2)} (target >= 0.95)`
+      const ratio = median(r) / median(d)
+      return `-v 2 -b 80M -u MISSING -c 0,1,0, median of 7: direct ${median(d).toFixed(0)} pgs/sec, ` +
+        `through the agent ${median(r).toFixed(0)} pgs/sec: ratio ${ratio.toFixed(2)} (target >= 0.95)`
     } finally {
       await agent.stop()
     }

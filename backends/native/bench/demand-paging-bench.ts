@@ -29,6 +29,7 @@ import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 
 import type { Backend } from '../../../harness/backend.ts'
+import { median } from '../../../harness/bench/result.ts'
 import type { UffdMode } from '../../../harness/demand-paging-types.ts'
 import { loadBackend } from '../../index.ts'
 
@@ -48,11 +49,6 @@ const CASES: Case[] = [
   { mode: 'MINOR', vcpus: 2 },
 ]
 
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b)
-  const m = Math.floor(s.length / 2)
-  return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2
-}
 const fmt = (n: number) => Math.round(n).toLocaleString('en-US')
 
 function buildReference(dir: string): string {
