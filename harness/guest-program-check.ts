@@ -4,15 +4,12 @@
 // a number for a small integer).
 
 import { IDENTITY_MAP_END } from './guest-program.ts'
+import { hex } from './hex.ts'
 
 /** An access width in bytes. */
 export type Width = 1 | 2 | 4 | 8
 
 const U64_MAX = (1n << 64n) - 1n
-
-function hex(v: bigint): string {
-  return `0x${v.toString(16)}`
-}
 
 /** Checks one step's fields and returns them as bigints and numbers, or throws naming the step. */
 export class StepChecker {

@@ -22,6 +22,7 @@ import {
   KVM_X86_DEFAULT_VM,
   KVM_X86_SW_PROTECTED_VM,
 } from '../harness/uapi/kvm.ts'
+import { hex } from '../harness/hex.ts'
 
 const PAGE = 4096n
 const SZ_2M = 0x20_0000n
@@ -37,7 +38,6 @@ const MAX_GFN = IDENTITY_MAP_END / PAGE - 1n
 const BASE_GPA = ((MAX_GFN - BigInt(TEST_NPAGES)) * PAGE) & ~(SZ_2M - 1n)
 const U64_MAX = (1n << 64n) - 1n
 
-const hex = (n: bigint) => `0x${n.toString(16)}`
 const describeResult = (r: PreFaultResult) =>
   `${r.ok ? 'ret 0' : `ret -1 (${r.error.code})`}, gpa ${hex(r.gpa)}, size ${hex(r.size)}`
 

@@ -24,6 +24,7 @@ import {
   KVM_X86_SW_PROTECTED_VM,
 } from '../harness/uapi/kvm.ts'
 import { KVM_MEM_USERFAULT } from '../harness/uapi/series.ts'
+import { hex } from '../harness/hex.ts'
 
 const MEM_REGION_SIZE = 0x200000
 const MEM_REGION_GPA = 0xc0000000
@@ -33,8 +34,6 @@ const PAGE_SIZE = 4096
 const MMIO_VAL = 0xbeef
 /** upstream main(): `loops = argv[1]` or 10; here KVMCONF_LOOPS or 10. */
 const LOOPS = Number(process.env.KVMCONF_LOOPS ?? 10)
-
-const hex = (n: number | bigint) => `0x${n.toString(16)}`
 
 function u64le(value: number | bigint): Uint8Array {
   const bytes = new Uint8Array(8)

@@ -27,11 +27,11 @@ import {
   KVM_X86_SW_PROTECTED_VM,
 } from '../harness/uapi/kvm.ts'
 import { KVM_MEM_USERFAULT, KVM_MEMORY_EXIT_FLAG_USERFAULT } from '../harness/uapi/series.ts'
+import { hex } from '../harness/hex.ts'
 
 const SLOT = 10
 const GPA = 0xc000_0000n
 const PAGE = 4096
-const hex = (n: bigint | number) => `0x${n.toString(16)}`
 /** A user pointer no process can have: the kernel half of the address space. */
 const KERNEL_ADDR = 0xffff_8000_0000_0000n
 

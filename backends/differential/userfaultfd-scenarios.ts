@@ -22,16 +22,13 @@ import {
   UFFDIO_REGISTER_MODE_MISSING,
   UFFDIO_REGISTER_MODE_WP,
 } from '../../harness/uapi/userfaultfd.ts'
+import { hex } from '../../harness/hex.ts'
 
 const P = 4096n
 /** The test memslot's GPA (1 GiB: clear of the boot slot, inside the identity map). */
 const SLOT_GPA = 1n << 30n
 const PENDING_MS = 150
 const EVENT_WAIT_MS = 3000
-
-function hex(v: bigint): string {
-  return `0x${v.toString(16)}`
-}
 
 /** The outcome lines of one scenario, and the mappings addresses are reported against. */
 export class Outcomes {

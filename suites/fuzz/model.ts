@@ -73,7 +73,7 @@ export function flushSlot(m: FuzzModel, id: SlotId): void {
   for (const key of m.mapped.keys()) m.mapped.set(key, 'maybe')
 }
 
-export const hex = (n: bigint | number): string => `0x${n.toString(16)}`
+export { hex } from '../../harness/hex.ts'
 
 export function flagNames(flags: number): string {
   const names = [flags & KVM_MEM_LOG_DIRTY_PAGES ? 'LOG_DIRTY_PAGES' : '', flags & KVM_MEM_USERFAULT ? 'USERFAULT' : ''].filter(Boolean)

@@ -9,12 +9,12 @@ import { requires } from '../../harness/gating.ts'
 import { guestDone } from '../../harness/kvm-util/ucall.ts'
 import { describe, expect, test } from '../../harness/test.ts'
 import { KVM_CAP_PRE_FAULT_MEMORY } from '../../harness/uapi/kvm.ts'
+import { hex } from '../../harness/hex.ts'
 
 const PAGE = 4096n
 const SLOT = 10
 const NPAGES = 16n
 const BASE = 0x4000_0000n
-const hex = (n: bigint) => `0x${n.toString(16)}`
 const describeResult = (r: PreFaultResult) =>
   `${r.ok ? 'ret 0' : `ret -1 (${r.error.code})`}, gpa ${hex(r.gpa)}, size ${hex(r.size)}`
 

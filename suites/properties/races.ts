@@ -26,6 +26,7 @@ import { expect } from 'vitest'
 import { KVM_MEM_USERFAULT, KVM_MEMORY_EXIT_FLAG_USERFAULT } from '../../harness/uapi/series.ts'
 import { UFFDIO_COPY_MODE_DONTWAKE, UFFDIO_REGISTER_MODE_MISSING } from '../../harness/uapi/userfaultfd.ts'
 import { RaceSchedule } from './race-schedule.ts'
+import { hex } from '../../harness/hex.ts'
 
 const SLOT = 12
 const GPA = 0xd000_0000n
@@ -35,7 +36,6 @@ const VCPUS = 2
 /** How long a vCPU may still wait after its page was resolved before it counts as left waiting. */
 const GRACE_MS = 1000
 const DRIVE_DEADLINE_MS = 20_000
-const hex = (n: bigint) => `0x${n.toString(16)}`
 
 export interface Plan {
   /** The pages each vCPU touches, in order (they overlap, so vCPUs fault on the same pages). */

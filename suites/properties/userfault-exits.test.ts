@@ -13,12 +13,12 @@ import { describeExit, getUcall, guestSync } from '../../harness/kvm-util/ucall.
 import { userfaultSlot } from '../../harness/kvm-util/userfault.ts'
 import { describe, expect, test } from '../../harness/test.ts'
 import { KVM_MEM_USERFAULT, KVM_MEMORY_EXIT_FLAG_USERFAULT } from '../../harness/uapi/series.ts'
+import { hex } from '../../harness/hex.ts'
 
 const SLOT = 10
 const GPA = 0xc000_0000n
 const NPAGES = 70 // two bitmap words
 const PAGE = 4096n
-const hex = (n: bigint) => `0x${n.toString(16)}`
 
 type Action = { op: 'set' | 'clear' | 'touch'; page: number } | { op: 'toggle' }
 // Few pages, so that sequences revisit them; 63, 64 and 69 cross the bitmap's word boundary.

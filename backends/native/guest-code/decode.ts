@@ -3,6 +3,8 @@
 // guest code as instructions: where each starts, where each branch goes, and its text. Any byte outside
 // that subset is an error, which doubles as a check that the compiler emitted nothing else.
 
+import { hex } from '../../../harness/hex.ts'
+
 const NAMES: Record<1 | 2 | 4 | 8, readonly string[]> = {
   8: ['rax', 'rcx', 'rdx', 'rbx', 'rsp', 'rbp', 'rsi', 'rdi', 'r8', 'r9', 'r10', 'r11', 'r12', 'r13', 'r14', 'r15'],
   4: ['eax', 'ecx', 'edx', 'ebx', 'esp', 'ebp', 'esi', 'edi', 'r8d', 'r9d', 'r10d', 'r11d', 'r12d', 'r13d', 'r14d', 'r15d'],
@@ -23,10 +25,6 @@ export interface DecodedInstruction {
   text: string
   /** Where a jmp or jcc goes (absolute, in the same address space as `base`). */
   target?: bigint
-}
-
-function hex(v: bigint | number): string {
-  return `0x${v.toString(16)}`
 }
 
 function format(mnemonic: string, operands: string): string {
