@@ -23,6 +23,7 @@ import {
   UFFDIO_REGISTER_MODE_WP,
 } from '../../harness/uapi/userfaultfd.ts'
 import { hex } from '../../harness/hex.ts'
+import { setTimeout as sleep } from 'node:timers/promises'
 
 const P = 4096n
 /** The test memslot's GPA (1 GiB: clear of the boot slot, inside the identity map). */
@@ -102,8 +103,6 @@ export function describeExit(exit: VcpuExit): string {
       return exit.kind
   }
 }
-
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
 
 /** A KVM_RUN in flight, watched: whether it has ended and how. */
 class Running {

@@ -61,7 +61,7 @@ export async function nextSignal(vcpu: Vcpu, opts: RunOptions = {}): Promise<num
   return signalValue(await run(vcpu, opts))
 }
 
-export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
+export { setTimeout as sleep } from 'node:timers/promises'
 
 /** A VM with slot 10 at GPA made through KVM_SET_USER_MEMORY_REGION2, for the stage-2 and userfault specs. */
 export interface SlotVm {

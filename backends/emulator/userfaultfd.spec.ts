@@ -13,12 +13,12 @@ import {
   UFFDIO_REGISTER_MODE_MINOR, UFFDIO_REGISTER_MODE_MISSING,
 } from '../../harness/uapi/userfaultfd.ts'
 import { createEmulatorBackend } from './index.ts'
+import { setTimeout as sleep } from 'node:timers/promises'
 
 const P = 4096n
 const GPA = 1n << 30n
 /** Bad input from JavaScript: a TypeError or RangeError, not a KvmError. */
 const isArgumentError = (e: unknown) => e instanceof TypeError || e instanceof RangeError
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
 
 async function uffdOn(kvm: Backend, opts: { flags?: number; features?: number } = {}): Promise<Uffd> {
   const uffd = await kvm.openUffd({ via: 'syscall', flags: opts.flags ?? 0 })

@@ -11,6 +11,7 @@ import { KernelLogWatcher } from '../../harness/kernel-log.ts'
 import type { Backend, Vcpu } from '../../harness/backend.ts'
 import { KvmError } from '../../harness/errors.ts'
 import type { AgentStatus } from './agent-error.ts'
+import { setTimeout as sleep } from 'node:timers/promises'
 
 /** Per-client limits, set by the agent's flags. */
 export interface Limits {
@@ -256,8 +257,6 @@ export class Session {
     return undefined
   }
 }
-
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
 
 /** Whether `p` settled within `ms`. */
 async function withTimeout(p: Promise<unknown>, ms: number): Promise<boolean> {

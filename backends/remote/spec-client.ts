@@ -10,8 +10,8 @@
 import { AgentError } from './agent-error.ts'
 import type { RemoteBackend } from './client.ts'
 import { loadRemote } from './load.ts'
+import { setTimeout as sleep } from 'node:timers/promises'
 
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
 const MiB = 1 << 20
 
 async function hold(kvm: RemoteBackend): Promise<void> {

@@ -69,4 +69,4 @@ export class VcpuWorker {
   }
 }
 
-export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
+export { setTimeout as sleep } from 'node:timers/promises'
