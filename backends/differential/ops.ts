@@ -189,8 +189,6 @@ export function describeOp(o: Op): string {
 // Generators: values at and around every edge the kernel checks (§C.3), not uniform noise.
 
 const page = 4096n
-const pageAligned = (...extra: bigint[]) =>
-  fc.constantFrom(0n, page, 2n * MiB, 4n * MiB, 0xc0000000n, 0x180000000n, ...extra)
 
 // Each field is mostly a value the kernel accepts (so slots really get created, moved and deleted and
 // later calls meet them), sometimes a value at one of the edges it checks.

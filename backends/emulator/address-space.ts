@@ -197,16 +197,6 @@ export class AddressSpace {
   }
 
   /**
-   * What a host access to the page at `addr` would raise (hva_to_pfn() failing), or undefined when the
-   * page can be faulted in.
-   */
-  pageFault(addr: bigint): Fault | undefined {
-    const vma = this.find(addr)
-    if (vma === undefined) return { fault: 'SIGSEGV', address: addr }
-    return refuses(vma, addr) ? { fault: 'SIGBUS', address: addr } : undefined
-  }
-
-  /**
    * x86 host_pfn_mapping_level() >= PG_LEVEL_2M: the page at `addr` is part of a 2 MiB host page, i.e. a
    * THP-backed mapping covers the whole 2 MiB-aligned range around it.
    */

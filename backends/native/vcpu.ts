@@ -6,7 +6,7 @@
 // fault that ignores signals), the run rejects with VcpuTimeout anyway and the vCPU stays busy (EBUSY).
 
 import type { HostMapping, PreFaultResult, RunOptions, U64In, Vcpu, VcpuExit } from '../../harness/backend.ts'
-import { KvmError, VcpuTimeout } from '../../harness/errors.ts'
+import { VcpuTimeout } from '../../harness/errors.ts'
 import type { GuestProgram } from '../../harness/guest-program.ts'
 import { errnoName } from '../../harness/uapi/errno.ts'
 import { type Handle, native, nativeAsync, type RawExit } from './addon.ts'

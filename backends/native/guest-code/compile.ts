@@ -16,7 +16,7 @@ import { Assembler, type Label } from './assembler.ts'
 import { StepChecker } from '../../../harness/guest-program-check.ts'
 import {
   BOOT_SLOT, BOOT_SLOT_GPA, BOOT_SLOT_SIZE, CODE_SIZE, LIDT_DESCRIPTOR_STRIDE,
-  LIDT_DESCRIPTORS_MAX, VCPU_AREAS_GPA, initialRegsBytes, initialSregsBytes, sharedBootBytesView, vcpuArea,
+  LIDT_DESCRIPTORS_MAX, initialRegsBytes, initialSregsBytes, sharedBootBytesView, vcpuArea,
   vcpuAreaBytes,
 } from './boot-image.ts'
 import {
